@@ -1,0 +1,49 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CXR = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data" / "cxr"))
+
+
+@pytest.fixture(scope="session")
+def shared_cxr() -> Path:
+    """The shared real chest X-ray set; tests that need it skip cleanly where it is absent."""
+    if not (SHARED_CXR / "manifest.csv").exists():
+        pytest.skip(f"shared chest X-ray set not found at {SHARED_CXR} (set CXR_SHARED_DATA)")
+    return SHARED_CXR
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM") or shutil.which("chromium")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A run in which nothing passed must not look green (e.g. everything skipped on a machine missing a dependency).
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and exitstatus == 0 and not reporter.stats.get("passed"):
+        reporter.write_line("error: no test passed (all skipped or deselected)", red=True)
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """60 phantoms prepared at 64 px: the tiny configuration for training, evaluation and export tests."""
+    from training.phantoms import write_phantoms
+    from training.prepare import prepare
+
+    root = tmp_path_factory.mktemp("tiny")
+    manifest = write_phantoms(root / "phantoms", 60, size=96, seed=0)
+    prepare([str(manifest)], root / "prepared", size=64, progress=False, fractions=(0.6, 0.2, 0.2))
+    return root / "prepared"
+
+
+def tiny_config(prepared: Path, out: Path, **overrides):
+    from training.train import TrainConfig
+
+    settings = dict(data=str(prepared), out=str(out), arch="resnet18", weights="none", epochs=2, batch_size=12,
+                    lr=1e-3, eval_batch_size=32, ood_dims=16)
+    settings.update(overrides)
+    return TrainConfig(**settings)

@@ -1,0 +1,168 @@
+import csv
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+
+from tests.conftest import REPO, tiny_config
+from training.calibration import expected_calibration_error, fit_temperature, nll
+from training.gradcam import cam_from_weights, gradcam
+from training.metrics import bootstrap_ci, classification_metrics
+from training.model import WeightsUnavailable, build_model, load_checkpoint
+from training.train import train
+
+
+def test_loss_decreases(tiny_prepared, tmp_path):
+    summary = train(tiny_config(tiny_prepared, tmp_path, epochs=6, augment=False), progress=False)
+    with open(tmp_path / "log.csv", newline="") as f:
+        losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == summary["epochs"] == 6
+    assert losses[-1] < 0.7 * losses[0], losses
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    for key in ("model", "optimizer", "scheduler", "epoch", "step", "rng", "config", "classes", "weights_origin",
+                "data_summary", "calibration", "ood"):
+        assert key in best, key
+    assert best["weights_origin"] == "none" and best["classes"] == ["COVID-19", "Normal", "Pneumonia"]
+    assert (tmp_path / "tb").is_dir() and any((tmp_path / "tb").iterdir())
+
+
+def _cli_train(prepared, out, *extra, env=None):
+    cmd = [sys.executable, "-m", "training", "train", "--data", str(prepared), "--out", str(out), "--arch", "resnet18",
+           "--weights", "none", "--epochs", "3", "--batch-size", "12", "--lr", "1e-3", "--ood-dims", "16", *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("checkpoint_every", [0, 1], ids=["killed-after-epoch-1", "killed-mid-epoch"])
+def test_killed_and_resumed_equals_uninterrupted(tiny_prepared, tmp_path, checkpoint_every):
+    reference = _cli_train(tiny_prepared, tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr
+    steps_per_epoch = math.ceil(36 / 12)  # 36 training phantoms (60 x 0.6)
+    kill_at = steps_per_epoch + 2  # inside epoch 2: work after the last checkpoint is lost
+    killed = _cli_train(tiny_prepared, tmp_path / "run", "--checkpoint-every", str(checkpoint_every),
+                        env={"CXR_KILL_AT_STEP": str(kill_at)})
+    assert killed.returncode == -9
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert last["step"] == (kill_at - 1 if checkpoint_every else steps_per_epoch)
+    resumed = _cli_train(tiny_prepared, tmp_path / "run", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "ref" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    assert max((a[k].double() - b[k].double()).abs().max().item() for k in a) <= 1e-6
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tiny_prepared, tmp_path):
+    result = _cli_train(tiny_prepared, tmp_path / "empty", "--resume")
+    assert result.returncode != 0 and "last.pt does not exist" in result.stderr
+
+
+def test_metrics_equal_scikit_learn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    probs = rng.dirichlet(np.ones(3), 200)
+    probs[np.arange(200), y] += 0.3  # better than chance
+    probs /= probs.sum(1, keepdims=True)
+    m = classification_metrics(y, probs)
+    pred = probs.argmax(1)
+    assert m["confusion"] == confusion_matrix(y, pred).tolist()
+    assert m["accuracy"] == pytest.approx((pred == y).mean())
+    for k, name in enumerate(["COVID-19", "Normal", "Pneumonia"]):
+        c = m["per_class"][name]
+        assert c["precision"] == pytest.approx(precision_score(y, pred, labels=[k], average=None)[0])
+        assert c["recall"] == pytest.approx(recall_score(y, pred, labels=[k], average=None)[0])
+        assert c["f1"] == pytest.approx(f1_score(y, pred, labels=[k], average=None)[0])
+        assert c["specificity"] == pytest.approx(recall_score(y != k, pred != k))
+        assert c["auc"] == pytest.approx(roc_auc_score(y == k, probs[:, k]))
+    assert m["macro_auc"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+
+
+def test_bootstrap_resamples_patients():
+    rng = np.random.default_rng(1)
+    y = np.repeat(rng.integers(0, 3, 50), 4)  # 50 patients with 4 identical images each
+    probs = np.repeat(rng.dirichlet(np.ones(3), 50), 4, axis=0)
+    by_patient = bootstrap_ci(y, probs, np.repeat(np.arange(50), 4), n_boot=300)
+    by_image = bootstrap_ci(y, probs, np.arange(200), n_boot=300)
+    width = lambda ci: ci["accuracy"][1] - ci["accuracy"][0]  # noqa: E731
+    # Treating 200 correlated images as independent would understate the uncertainty by about half.
+    assert width(by_patient) > 1.5 * width(by_image)
+    lo, hi = by_patient["accuracy"]
+    assert lo <= classification_metrics(y, probs)["accuracy"] <= hi
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    rng = np.random.default_rng(2)
+    y = torch.tensor(rng.integers(0, 3, 500))
+    informative = torch.randn(500, 3) + 1.5 * F.one_hot(y, 3)
+    logits = informative * 6  # deliberately over-confident
+    t = fit_temperature(logits, y)
+    assert t > 2
+    assert nll(logits, y, t) < 0.8 * nll(logits, y)
+    before = expected_calibration_error(torch.softmax(logits, 1).numpy(), y.numpy())
+    after = expected_calibration_error(torch.softmax(logits / t, 1).numpy(), y.numpy())
+    assert after < before
+    assert torch.equal((logits / t).argmax(1), logits.argmax(1))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_autograd_gradcam_equals_closed_form(arch):
+    torch.manual_seed(0)
+    model, _ = build_model(arch, "none")
+    model.eval()
+    x = torch.randn(2, 3, 96, 128)
+    reference = gradcam(model, x)
+    with torch.no_grad():
+        closed = cam_from_weights(model.features(x), model.fc.weight)
+    assert reference.shape == closed.shape == (2, 3, 3, 4)
+    assert reference.abs().max() > 0
+    assert (reference - closed).abs().max().item() <= 1e-5
+
+
+def test_imagenet_weights_missing_gives_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(WeightsUnavailable) as e:
+        build_model("resnet18", "imagenet")
+    assert "resnet18-f37072fd.pth" in str(e.value) and str(tmp_path / "torch") in str(e.value)
+    assert "--weights none" in str(e.value)
+    model, origin = build_model("resnet18", "auto")  # falls back, loudly
+    assert origin == "none"
+
+
+def test_imagenet_weights_from_cache_or_file(tmp_path, monkeypatch):
+    import torchvision
+
+    reference = torchvision.models.resnet18()
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(reference.state_dict(), checkpoints / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
+    model, origin = build_model("resnet18", "imagenet")
+    assert origin == "imagenet"
+    assert torch.equal(model.features[0].weight, reference.conv1.weight)
+    model, origin = build_model("resnet18", str(checkpoints / "resnet18-f37072fd.pth"))
+    assert origin == "imagenet" and torch.equal(model.features[7][1].bn2.weight, reference.layer4[1].bn2.weight)
+    with pytest.raises(WeightsUnavailable, match="does not fit"):
+        build_model("resnet50", str(checkpoints / "resnet18-f37072fd.pth"))
+
+
+def test_evaluate_writes_report(tiny_prepared, tmp_path):
+    from training.evaluate import evaluate
+
+    train(tiny_config(tiny_prepared, tmp_path / "run", epochs=1), progress=False)
+    r = evaluate(tmp_path / "run" / "best.pt", tiny_prepared, tmp_path / "eval", n_boot=50, gradcam_samples=2,
+                 progress=False)
+    assert r["images"] == 12 and set(r["by_source"]) == {"phantom"}
+    assert len(r["all"]["ci95"]["macro_auc"]) == 2
+    for name in ("metrics.json", "report.md", "roc.png", "confusion.png", "reliability.png", "training_curves.png"):
+        assert (tmp_path / "eval" / name).exists(), name
+    assert len(list((tmp_path / "eval" / "gradcam").glob("*.png"))) == 2
+    assert r["pointing_game"] is None or 0 <= r["pointing_game"]["rate"] <= 1

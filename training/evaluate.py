@@ -1,0 +1,188 @@
+"""`python -m training evaluate`: honest metrics of a checkpoint on one split (default: test).
+
+Writes to --out: metrics.json (accuracy, per class PPV/sensitivity/specificity/F1/AUC, macro AUC, confusion matrix,
+95% CIs by bootstrap over patients, all of it per data source too; calibration before/after; OOD flag rate; the
+pointing game on data with lesion masks), PNG plots, Grad-CAM overlays of a sample of images, and report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import plots
+from .calibration import expected_calibration_error, nll, reliability_bins
+from .data import load_split
+from .gradcam import gradcam, hottest_point, overlay
+from .metrics import evaluate_predictions
+from .model import load_checkpoint
+from .ood import MahalanobisScore
+from .preprocess import Normalize
+from .records import CLASSES
+from .train import predict
+
+
+def ood_scorer(checkpoint: dict) -> MahalanobisScore:
+    o = checkpoint["ood"]
+    return MahalanobisScore(o["means"], o["components"], o["eigenvalues"], o["residual_variance"])
+
+
+def pointing_game(model, normalize, split, predicted: np.ndarray) -> dict | None:
+    """Share of correctly classified images with a lesion mask whose hottest heatmap point (predicted class,
+    upsampled to the network input) falls inside the lesion."""
+    chosen = [i for i, r in enumerate(split.rows) if r.get("mask") and r["label"] != "Normal"
+              and predicted[i] == split.labels[i].item()]
+    if not chosen:
+        return None
+    size = split.images.shape[-1]
+    hits = 0
+    for i in chosen:
+        x = normalize(split.images[i : i + 1].float())
+        cam = gradcam(model, x)[0, predicted[i]].numpy()
+        mask = np.asarray(Image.open(split.rows[i]["mask"]).convert("L").resize((size, size), Image.NEAREST)) > 127
+        hits += bool(mask[hottest_point(cam, size, size)])
+    return {"images": len(chosen), "hits": hits, "rate": hits / len(chosen)}
+
+
+def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000, gradcam_samples: int = 12,
+             progress: bool = True) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, ckpt = load_checkpoint(checkpoint_path)
+    pre = ckpt["preprocess"]
+    normalize = Normalize(pre["mean"], pre["std"])
+    s = load_split(data, split)
+    if len(s) == 0:
+        raise ValueError(f"{data}: the {split} split is empty")
+    if s.images.shape[-1] != pre["size"]:
+        raise ValueError(f"{data} was prepared at {s.images.shape[-1]} px, the model expects {pre['size']} px")
+    logits, features = predict(model, normalize, s.images, progress=f"{split} predictions" if progress else None)
+    temperature = ckpt["calibration"]["temperature"]
+    raw = torch.softmax(logits.double(), 1).numpy()
+    probs = torch.softmax(logits.double() / temperature, 1).numpy()
+    y = s.labels.numpy()
+    patients = [r["patient_id"] for r in s.rows]
+    sources = [r["source"] for r in s.rows]
+
+    result = {"checkpoint": str(checkpoint_path), "split": split, "arch": ckpt["arch"],
+              "weights_origin": ckpt["weights_origin"], "classes": list(CLASSES), "images": len(s),
+              "patients": len(set(patients)), "bootstrap": n_boot, "temperature": temperature}
+    result.update(evaluate_predictions(y, probs, patients, sources, n_boot))
+    result["calibration"] = {"nll_before": nll(logits, s.labels), "nll_after": nll(logits, s.labels, temperature),
+                             "ece_before": expected_calibration_error(raw, y),
+                             "ece_after": expected_calibration_error(probs, y)}
+    with torch.no_grad():
+        scores = ood_scorer(ckpt)(features).numpy()
+    result["ood"] = {"threshold": ckpt["ood"]["threshold"], "flagged_rate": float((scores > ckpt["ood"]["threshold"]).mean())}
+    predicted = probs.argmax(1)
+    result["pointing_game"] = pointing_game(model, normalize, s, predicted)
+
+    figures = {"roc": plots.roc_curves(y, probs, out / "roc.png"),
+               "confusion": plots.confusion(result["all"]["confusion"], out / "confusion.png"),
+               "reliability": plots.reliability(reliability_bins(raw, y), reliability_bins(probs, y),
+                                                out / "reliability.png")}
+    curves = plots.training_curves(Path(checkpoint_path).parent / "log.csv", out / "training_curves.png")
+    if curves:
+        figures["training_curves"] = curves
+    result["gradcam_overlays"] = _overlays(model, normalize, s, probs, gradcam_samples, out / "gradcam")
+    result["figures"] = {k: Path(v).name for k, v in figures.items()}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    (out / "report.md").write_text(report_markdown(result, ckpt))
+    return result
+
+
+def _json_default(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(type(value))
+
+
+def _overlays(model, normalize, s, probs, n: int, folder: Path) -> list[str]:
+    """Side-by-side image | Grad-CAM of the predicted class, for an evenly spread sample of the split."""
+    if n <= 0:
+        return []
+    folder.mkdir(exist_ok=True)
+    names = []
+    for i in np.linspace(0, len(s) - 1, min(n, len(s))).astype(int):
+        k = int(probs[i].argmax())
+        cam = gradcam(model, normalize(s.images[i : i + 1].float()))[0, k].numpy()
+        gray = s.images[i, 0].numpy()
+        panel = np.concatenate([np.repeat(gray[..., None], 3, 2), overlay(gray, cam)], axis=1)
+        name = f"{i:04d}_true-{s.rows[i]['label']}_pred-{CLASSES[k]}_{probs[i, k]:.2f}.png".replace(" ", "")
+        Image.fromarray(panel).save(folder / name)
+        names.append(f"gradcam/{name}")
+    return names
+
+
+def _fmt(value, ci=None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = f"{value:.3f}"
+    if ci and not any(math.isnan(c) for c in ci):
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def metrics_table(m: dict) -> list[str]:
+    ci = m.get("ci95", {})
+    lines = [f"Images: {m['n']}. Accuracy {_fmt(m['accuracy'], ci.get('accuracy'))}, "
+             f"macro AUC {_fmt(m['macro_auc'], ci.get('macro_auc'))}.", "",
+             "| class | n | sensitivity | PPV | specificity | F1 | AUC |", "|---|---:|---|---|---|---|---|"]
+    for c, v in m["per_class"].items():
+        cells = [_fmt(v[k], ci.get(f"{c}/{k}")) for k in ("recall", "precision", "specificity", "f1", "auc")]
+        lines.append(f"| {c} | {v['support']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_markdown(r: dict, ckpt: dict) -> str:
+    lines = [f"# Evaluation on the {r['split']} split", "",
+             f"Model: {r['arch']}, weights origin: {r['weights_origin']}. {r['images']} images from {r['patients']} "
+             f"patients. Brackets: 95% confidence intervals by bootstrap over patients ({r['bootstrap']} resamples).",
+             "", "**Not a diagnostic device.** Per-source results matter: when a label comes mostly from one source, "
+             "a model can learn the source instead of the disease.", "", "## All images", ""]
+    lines += metrics_table(r["all"])
+    for source, m in r["by_source"].items():
+        lines += ["", f"## Source: {source}", ""] + metrics_table(m)
+    c = r["calibration"]
+    lines += ["", "## Calibration", "",
+              f"Temperature {r['temperature']:.3f} (fitted on validation). On this split: NLL {c['nll_before']:.3f} -> "
+              f"{c['nll_after']:.3f}, ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}.", "",
+              f"## Out-of-distribution flag", "",
+              f"{100 * r['ood']['flagged_rate']:.1f}% of these images score above the OOD threshold "
+              f"({r['ood']['threshold']:.1f}, the {ckpt['ood']['percentile']:g}th percentile of validation scores)."]
+    if r["pointing_game"]:
+        p = r["pointing_game"]
+        lines += ["", "## Pointing game", "", f"The hottest Grad-CAM point of the predicted class lies inside the lesion "
+                  f"mask for {p['hits']} of {p['images']} correctly classified images with lesions ({100 * p['rate']:.1f}%)."]
+    lines += ["", "## Figures", ""] + [f"![{k}]({v})" for k, v in r["figures"].items()]
+    if r["gradcam_overlays"]:
+        lines += ["", "## Grad-CAM (predicted class)", ""] + [f"![]({p})" for p in r["gradcam_overlays"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m training evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, help="best.pt from `python -m training train`")
+    parser.add_argument("--data", required=True, help="the `prepare` output the model was trained on")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, plots and report.md")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    parser.add_argument("--gradcam-samples", type=int, default=12, help="overlay PNGs to write (default 12)")
+    args = parser.parse_args(argv)
+    try:
+        r = evaluate(args.checkpoint, args.data, args.out, args.split, args.bootstrap, args.gradcam_samples)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise SystemExit(f"evaluate: {e}") from None
+    print("\n".join(metrics_table(r["all"])))
+    for source, m in r["by_source"].items():
+        print(f"\n{source}: accuracy {_fmt(m['accuracy'])}, macro AUC {_fmt(m['macro_auc'])}")
+    if r["pointing_game"]:
+        print(f"\npointing game: {100 * r['pointing_game']['rate']:.1f}% of {r['pointing_game']['images']}")
+    print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.md'}", file=sys.stderr)

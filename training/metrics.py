@@ -1,0 +1,93 @@
+"""Classification metrics with patient-level bootstrap confidence intervals, overall and per data source."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from .records import CLASSES
+
+
+def _safe_div(a, b):
+    return float(a / b) if b else float("nan")
+
+
+def one_vs_rest_auc(y: np.ndarray, probs: np.ndarray, k: int) -> float:
+    positive = y == k
+    if positive.all() or not positive.any():
+        return float("nan")  # undefined when only one class is present
+    return float(roc_auc_score(positive, probs[:, k]))
+
+
+def macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
+    aucs = [one_vs_rest_auc(y, probs, k) for k in range(probs.shape[1])]
+    aucs = [a for a in aucs if not np.isnan(a)]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy, confusion matrix (rows: true, columns: predicted) and per class precision (PPV), recall
+    (sensitivity), specificity, F1 and one-vs-rest ROC AUC; macro AUC over the classes present."""
+    y, probs = np.asarray(y), np.asarray(probs)
+    k = probs.shape[1]
+    predicted = probs.argmax(1)
+    confusion = np.zeros((k, k), int)
+    np.add.at(confusion, (y, predicted), 1)
+    per_class = {}
+    for c in range(k):
+        tp = confusion[c, c]
+        fp = confusion[:, c].sum() - tp
+        fn = confusion[c].sum() - tp
+        tn = confusion.sum() - tp - fp - fn
+        precision, recall = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
+        per_class[CLASSES[c]] = {
+            "precision": precision,
+            "recall": recall,
+            "specificity": _safe_div(tn, tn + fp),
+            "f1": _safe_div(2 * precision * recall, precision + recall) if tp else (0.0 if tp + fp + fn else float("nan")),
+            "auc": one_vs_rest_auc(y, probs, c),
+            "support": int(confusion[c].sum()),
+        }
+    return {"n": int(len(y)), "accuracy": _safe_div((predicted == y).sum(), len(y)), "macro_auc": macro_auc(y, probs),
+            "per_class": per_class, "confusion": confusion.tolist()}
+
+
+def _scalars(m: dict) -> dict:
+    out = {"accuracy": m["accuracy"], "macro_auc": m["macro_auc"]}
+    for c, values in m["per_class"].items():
+        for name in ("precision", "recall", "specificity", "f1", "auc"):
+            out[f"{c}/{name}"] = values[name]
+    return out
+
+
+def bootstrap_ci(y, probs, patients, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """95% percentile intervals for every scalar metric, resampling patients (not images) with replacement, so that
+    several images of one patient count as one unit of evidence."""
+    y, probs, patients = np.asarray(y), np.asarray(probs), np.asarray(patients)
+    unique, index = np.unique(patients, return_inverse=True)
+    members = [np.flatnonzero(index == i) for i in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    samples = {}
+    for _ in range(n_boot):
+        chosen = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
+        for name, value in _scalars(classification_metrics(y[chosen], probs[chosen])).items():
+            samples.setdefault(name, []).append(value)
+    ci = {}
+    for name, values in samples.items():
+        values = np.asarray(values, float)
+        values = values[~np.isnan(values)]
+        ci[name] = [float(np.percentile(values, 100 * alpha / 2)), float(np.percentile(values, 100 * (1 - alpha / 2)))] \
+            if len(values) else [float("nan"), float("nan")]
+    return ci
+
+
+def evaluate_predictions(y, probs, patients, sources, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics with CIs for all images and for each data source separately."""
+    y, probs, patients, sources = map(np.asarray, (y, probs, patients, sources))
+    result = {"all": {**classification_metrics(y, probs), "ci95": bootstrap_ci(y, probs, patients, n_boot, seed)},
+              "by_source": {}}
+    for source in sorted(set(sources.tolist())):
+        inside = sources == source
+        result["by_source"][source] = {**classification_metrics(y[inside], probs[inside]),
+                                       "ci95": bootstrap_ci(y[inside], probs[inside], patients[inside], n_boot, seed)}
+    return result
