@@ -20,7 +20,8 @@ from PIL import Image
 from . import plots
 from .calibration import expected_calibration_error, nll, reliability_bins
 from .data import load_split
-from .gradcam import gradcam, hottest_point, overlay
+from .gradcam import gradcam
+from .heatmap import hottest_point, overlay
 from .metrics import evaluate_predictions
 from .model import load_checkpoint
 from .ood import MahalanobisScore

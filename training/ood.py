@@ -29,19 +29,19 @@ class MahalanobisScore(nn.Module):
         super().__init__()
         self.register_buffer("means", torch.as_tensor(means, dtype=torch.float32))  # [K, C]
         self.register_buffer("components", torch.as_tensor(components, dtype=torch.float32))  # [C, D]
-        self.register_buffer("inv_eigenvalues", 1.0 / torch.as_tensor(eigenvalues, dtype=torch.float32))  # [D]
+        self.register_buffer("inv_std", torch.as_tensor(eigenvalues, dtype=torch.float32).rsqrt())  # [D]
         self.inv_residual = 1.0 / float(residual_variance)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         d = features[:, None, :] - self.means[None]  # [N, K, C]
         projected = d @ self.components  # [N, K, D]
-        in_subspace = projected.square()
-        distance = (in_subspace * self.inv_eigenvalues).sum(-1)
-        distance = distance + (d.square().sum(-1) - in_subspace.sum(-1)).clamp(min=0) * self.inv_residual
+        # The residual is computed explicitly, not as |d|^2 - |projected|^2: that difference cancels badly in float32.
+        residual = d - projected @ self.components.T
+        distance = (projected * self.inv_std).square().sum(-1) + residual.square().sum(-1) * self.inv_residual
         return distance.min(dim=1).values
 
     def state(self) -> dict:
-        return {"means": self.means, "components": self.components, "eigenvalues": 1.0 / self.inv_eigenvalues,
+        return {"means": self.means, "components": self.components, "eigenvalues": self.inv_std.square().reciprocal(),
                 "residual_variance": 1.0 / self.inv_residual}
 
 

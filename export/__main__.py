@@ -1,0 +1,88 @@
+"""`python -m export --checkpoint CKPT --out DIR` exports and verifies; `python -m export verify DIR` re-verifies.
+
+Exit status is non-zero when a check fails; a model that fails is never written as accepted.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
+    """Re-run every check on an export folder against its checkpoint; print the table; True when all pass."""
+    from training.records import CLASSES
+
+    from . import verify
+    from .package import FP32, INT8, decoded_split, sha256_file
+
+    card = json.loads((folder / "model.json").read_text())
+    checkpoint = Path(checkpoint or card["source"]["checkpoint"])
+    data = Path(data or card["source"]["data"])
+    checks = []
+    for name, info in card["files"].items():
+        actual = sha256_file(folder / name) if (folder / name).exists() else "missing"
+        checks.append(verify.Check(f"{name}: sha256 matches model.json", float(actual == info["sha256"]), 1,
+                                   actual == info["sha256"]))
+    checks += verify.check_fp32(folder / FP32, checkpoint)
+    if INT8 in card["files"]:
+        images, rows = decoded_split(data, "test")
+        labels = np.array([CLASSES.index(r["label"]) for r in rows])
+        fp32 = verify.predict_all(verify.session(folder / FP32), images)
+        int8 = verify.predict_all(verify.session(folder / INT8), images)
+        checks += verify.compare_int8(fp32, int8, labels, card["ood_threshold"])
+    print(verify.table(checks))
+    return all(c.passed for c in checks)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["verify"]:
+        parser = argparse.ArgumentParser(prog="python -m export verify", description="re-verify an export folder")
+        parser.add_argument("folder", type=Path)
+        parser.add_argument("--checkpoint", help="default: the one recorded in model.json")
+        parser.add_argument("--data", help="prepared folder (default: the one recorded in model.json)")
+        args = parser.parse_args(argv[1:])
+        if not (args.folder / "model.json").exists():
+            raise SystemExit(f"verify: {args.folder / 'model.json'} not found")
+        ok = verify_dir(args.folder, args.checkpoint, args.data)
+        print("all checks passed" if ok else "VERIFICATION FAILED")
+        return 0 if ok else 1
+
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, type=Path, help="best.pt from `python -m training train`")
+    parser.add_argument("--out", required=True, type=Path, help="folder for model.onnx, model.int8.onnx, model.json")
+    parser.add_argument("--data", type=Path, help="prepared folder (default: the one the checkpoint was trained on)")
+    parser.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 model")
+    parser.add_argument("--calibration-images", type=int, default=48,
+                        help="training images for int8 calibration (default 48)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for metric CIs")
+    args = parser.parse_args(argv)
+
+    from .package import ExportRejected, export
+    from .verify import table, Check
+
+    try:
+        card = export(args.checkpoint, args.out, args.data, args.int8, args.calibration_images, args.bootstrap)
+    except ExportRejected as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 2
+    print(table([Check(**c) for c in card["verification"]]))
+    print(f"int8: {card['int8']['note']}")
+    for name, info in card["files"].items():
+        rates = info["ood_rates"]
+        flagged = ", ".join(f"{k} {v['flagged']}/{v['n']}" for k, v in rates.items() if k != "test_xrays")
+        x = rates["test_xrays"]
+        print(f"{name}: {info['size'] / 1e6:.1f} MB; OOD flagged: {flagged}; test X-rays not flagged "
+              f"{x['not_flagged']}/{x['n']}")
+    print(f"wrote {args.out / 'model.json'} (version {card['version']}, default model {card['default_model']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

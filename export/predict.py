@@ -1,0 +1,106 @@
+"""`python -m export.predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
+
+Prints one JSON line per image: probabilities, predicted class, OOD flag and timings; `--heatmap-dir` also writes
+an overlay PNG of the predicted class's heatmap. A file that cannot be read gives one JSON line with its error,
+and the run goes on; the exit status is 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.decode import DecodeError, decode
+from training.heatmap import hottest_point, overlay
+
+OUTPUT_NAMES = ("probabilities", "logits", "cam", "ood_score")
+
+
+class Predictor:
+    def __init__(self, model: Path, threads: int = 0):
+        import onnxruntime as ort
+
+        model = Path(model)
+        card_path = model.parent / "model.json"
+        if not card_path.exists():
+            raise FileNotFoundError(f"{card_path} not found: the model file must sit beside its model.json")
+        self.card = json.loads(card_path.read_text())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.card["input"]["name"]
+
+    def predict(self, gray: np.ndarray) -> dict:
+        started = time.perf_counter()
+        out = dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES),
+                                                      {self.input_name: gray[None, None].astype(np.float32)})))
+        probabilities = out["probabilities"][0]
+        k = int(probabilities.argmax())
+        cam = out["cam"][0]
+        return {
+            "probabilities": {c: float(p) for c, p in zip(self.card["classes"], probabilities)},
+            "class": self.card["classes"][k],
+            "ood_score": float(out["ood_score"][0]),
+            "ood": bool(out["ood_score"][0] > self.card["ood_threshold"]),
+            "hottest_cell": [int(v) for v in np.unravel_index(int(cam[k].argmax()), cam[k].shape)],
+            "cam": cam,
+            "inference_ms": (time.perf_counter() - started) * 1000,
+        }
+
+
+def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None, threads: int = 0):
+    """Yield one result dict per file, in order; errors are results too."""
+    predictor = Predictor(model, threads)
+    if heatmap_dir:
+        heatmap_dir.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        started = time.perf_counter()
+        try:
+            gray = decode(file)
+        except DecodeError as e:
+            yield {"file": file, "error": e.reason}
+            continue
+        decoded = time.perf_counter()
+        result = predictor.predict(gray)
+        cam = result.pop("cam")
+        result = {"file": file, **result, "height": gray.shape[0], "width": gray.shape[1],
+                  "decode_ms": (decoded - started) * 1000}
+        if heatmap_dir:
+            from PIL import Image
+
+            k = predictor.card["classes"].index(result["class"])
+            target = heatmap_dir / f"{Path(file).stem}.heatmap.png"
+            Image.fromarray(overlay(gray, cam[k])).save(target)
+            result["heatmap"] = str(target)
+            result["hottest_point"] = list(hottest_point(cam[k], *gray.shape))
+        result["total_ms"] = (time.perf_counter() - started) * 1000
+        yield result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m export.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
+    parser.add_argument("--model", required=True, type=Path, help="model.onnx or model.int8.onnx (beside model.json)")
+    parser.add_argument("--heatmap-dir", type=Path, help="write <name>.heatmap.png overlays here")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (default: all cores)")
+    args = parser.parse_args(argv)
+    try:
+        results = predict_files(args.images, args.model, args.heatmap_dir, args.threads)
+        failed = 0
+        for result in results:
+            failed += "error" in result
+            print(json.dumps(result), flush=True)
+    except FileNotFoundError as e:
+        raise SystemExit(f"predict: {e}") from None
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Verification of exported models: each check is a row (name, measured, limit, passed) of one table.
+
+- fp32 ONNX vs PyTorch at several input sizes and batch sizes. The PyTorch side is computed independently of the
+  export wrapper, straight from the checkpoint (training modules: preprocessing, classifier, temperature, OOD
+  statistics, autograd Grad-CAM), so a wrong temperature or a perturbed weight in the exported copy fails.
+- int8 vs fp32 on the test split: top-1 agreement, macro AUC drop, heatmap correlation, OOD decision agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from training.gradcam import gradcam
+from training.metrics import macro_auc
+from training.model import load_checkpoint
+from training.ood import MahalanobisScore
+from training.phantoms import phantom
+from training.preprocess import Preprocess
+
+from .wrapper import INPUT_NAME, OUTPUT_NAMES
+
+# (batch, height, width): non-square, 200 px to 3000 px sides, batch 1 and 3.
+PARITY_SIZES = ((1, 224, 224), (1, 200, 320), (3, 512, 384), (1, 1024, 1024), (1, 3000, 2000), (3, 240, 900))
+
+LIMITS = {
+    "probabilities_max_abs": 1e-4,
+    "cam_max_abs_of_range": 1e-3,
+    "ood_max_rel": 1e-4,
+    "int8_top1_agreement": 0.98,
+    "int8_macro_auc_drop": 0.01,
+    "int8_heatmap_correlation": 0.95,
+    "int8_ood_agreement": 0.98,
+}
+
+
+@dataclass
+class Check:
+    name: str
+    measured: float
+    limit: float
+    passed: bool
+
+    def __post_init__(self):
+        self.measured, self.passed = float(self.measured), bool(self.passed)
+
+    def row(self) -> str:
+        mark = "PASS" if self.passed else "FAIL"
+        return f"| {self.name} | {self.measured:.3g} | {self.limit:g} | {mark} |"
+
+
+def table(checks: list[Check]) -> str:
+    return "\n".join(["| check | measured | limit | result |", "|---|---:|---:|---|"] + [c.row() for c in checks])
+
+
+def as_dicts(checks: list[Check]) -> list[dict]:
+    return [asdict(c) for c in checks]
+
+
+def session(path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run(sess: ort.InferenceSession, batch: np.ndarray) -> dict:
+    return dict(zip(OUTPUT_NAMES, sess.run(list(OUTPUT_NAMES), {INPUT_NAME: np.asarray(batch, np.float32)})))
+
+
+def parity_batch(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Realistic test inputs of any size: phantoms of every label, resampled (bicubic) to height x width."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    labels = ("COVID-19", "Normal", "Pneumonia")
+    images = [np.asarray(Image.fromarray(phantom(rng, labels[i % 3], 256)[0]).resize((width, height), Image.BICUBIC),
+                         np.float32) for i in range(n)]
+    return np.stack(images)[:, None]
+
+
+@torch.no_grad()
+def _reference_no_grad(classifier, checkpoint, x):
+    pre = checkpoint["preprocess"]
+    inputs = Preprocess(pre["size"], pre["mean"], pre["std"])(x)
+    _, pooled = classifier.forward_features(inputs)
+    logits = classifier.fc(pooled)
+    o = checkpoint["ood"]
+    ood = MahalanobisScore(o["means"], o["components"], o["eigenvalues"], o["residual_variance"])(pooled)
+    return inputs, torch.softmax(logits.double() / checkpoint["calibration"]["temperature"], 1), ood
+
+
+def reference(classifier, checkpoint, batch: np.ndarray) -> dict:
+    """What the exported model must output, computed in PyTorch from the checkpoint alone."""
+    x = torch.as_tensor(batch, dtype=torch.float32)
+    inputs, probabilities, ood = _reference_no_grad(classifier, checkpoint, x)
+    return {"probabilities": probabilities.numpy(), "cam": gradcam(classifier, inputs).numpy(),
+            "ood_score": ood.double().numpy()}
+
+
+def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES) -> list[Check]:
+    classifier, checkpoint = load_checkpoint(checkpoint_path)
+    sess = session(onnx_path)
+    worst = {"probabilities": 0.0, "cam": 0.0, "ood": 0.0}
+    for i, (n, h, w) in enumerate(sizes):
+        batch = parity_batch(n, h, w, seed=i)
+        got, ref = run(sess, batch), reference(classifier, checkpoint, batch)
+        worst["probabilities"] = max(worst["probabilities"], np.abs(got["probabilities"] - ref["probabilities"]).max())
+        cam_range = max(float(ref["cam"].max() - ref["cam"].min()), 1e-12)
+        worst["cam"] = max(worst["cam"], np.abs(got["cam"] - ref["cam"]).max() / cam_range)
+        worst["ood"] = max(worst["ood"], (np.abs(got["ood_score"] - ref["ood_score"]) / np.abs(ref["ood_score"])).max())
+    where = f"{len(sizes)} sizes"
+    return [
+        Check(f"fp32 vs PyTorch: probabilities max abs diff ({where})", worst["probabilities"],
+              LIMITS["probabilities_max_abs"], worst["probabilities"] <= LIMITS["probabilities_max_abs"]),
+        Check(f"fp32 cam vs autograd Grad-CAM: max abs diff / range ({where})", worst["cam"],
+              LIMITS["cam_max_abs_of_range"], worst["cam"] <= LIMITS["cam_max_abs_of_range"]),
+        Check(f"fp32 vs PyTorch: ood_score max rel diff ({where})", worst["ood"], LIMITS["ood_max_rel"],
+              worst["ood"] <= LIMITS["ood_max_rel"]),
+    ]
+
+
+def predict_all(sess, images: list[np.ndarray]) -> dict:
+    """Outputs for a list of 2-D gray images of any sizes, one at a time, stacked."""
+    outs = [run(sess, image[None, None]) for image in images]
+    return {k: np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES}
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return 1.0 if np.allclose(a, b) else 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def compare_int8(fp32: dict, int8: dict, labels: np.ndarray, threshold: float) -> list[Check]:
+    """int8 vs fp32 outputs on the same images (the test split)."""
+    top = fp32["probabilities"].argmax(1)
+    agreement = float((top == int8["probabilities"].argmax(1)).mean())
+    drop = macro_auc(labels, fp32["probabilities"]) - macro_auc(labels, int8["probabilities"])
+    drop = 0.0 if np.isnan(drop) else float(drop)
+    correlation = float(np.mean([_correlation(fp32["cam"][i, k], int8["cam"][i, k]) for i, k in enumerate(top)]))
+    ood = float(((fp32["ood_score"] > threshold) == (int8["ood_score"] > threshold)).mean())
+    n = f"{len(labels)} test images"
+    return [
+        Check(f"int8 vs fp32: top-1 agreement ({n})", agreement, LIMITS["int8_top1_agreement"],
+              agreement >= LIMITS["int8_top1_agreement"]),
+        Check(f"int8 vs fp32: macro AUC drop ({n})", drop, LIMITS["int8_macro_auc_drop"],
+              drop <= LIMITS["int8_macro_auc_drop"]),
+        Check(f"int8 vs fp32: mean heatmap correlation ({n})", correlation, LIMITS["int8_heatmap_correlation"],
+              correlation >= LIMITS["int8_heatmap_correlation"]),
+        Check(f"int8 vs fp32: OOD decision agreement ({n})", ood, LIMITS["int8_ood_agreement"],
+              ood >= LIMITS["int8_ood_agreement"]),
+    ]
