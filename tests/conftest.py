@@ -50,12 +50,12 @@ def tiny_config(prepared: Path, out: Path, **overrides):
 
 
 def make_tiny_export(prepared: Path, folder: Path, **train_overrides) -> Path:
-    """Train a tiny model (1 epoch by default) and export it: folder/export holds model.onnx, model.int8.onnx,
+    """Train a tiny model (4 epochs, a few seconds) and export it: folder/export holds model.onnx, model.int8.onnx,
     model.json; folder/run the checkpoint."""
     from export.package import export
     from training.train import train
 
-    settings = {"epochs": 1, **train_overrides}
+    settings = {"epochs": 4, **train_overrides}
     train(tiny_config(prepared, folder / "run", **settings), progress=False)
     export(folder / "run" / "best.pt", folder / "export", n_boot=50, calibration_images=8)
     return folder / "export"
@@ -63,5 +63,5 @@ def make_tiny_export(prepared: Path, folder: Path, **train_overrides) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_prepared, tmp_path_factory) -> Path:
-    """A tiny exported model (phantoms, 64 px, resnet18, one epoch): for export, predict and browser tests."""
+    """A tiny exported model (phantoms, 64 px, resnet18, 4 epochs): for export, predict and browser tests."""
     return make_tiny_export(tiny_prepared, tmp_path_factory.mktemp("tiny_export"))

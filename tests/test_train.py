@@ -165,4 +165,4 @@ def test_evaluate_writes_report(tiny_prepared, tmp_path):
     for name in ("metrics.json", "report.md", "roc.png", "confusion.png", "reliability.png", "training_curves.png"):
         assert (tmp_path / "eval" / name).exists(), name
     assert len(list((tmp_path / "eval" / "gradcam").glob("*.png"))) == 2
-    assert r["pointing_game"] is None or 0 <= r["pointing_game"]["rate"] <= 1
+    assert r["pointing_game"] is None or 0 <= r["pointing_game"]["point_rate"] <= r["pointing_game"]["cell_rate"] <= 1

@@ -12,8 +12,12 @@ def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) ->
     return F.cross_entropy(logits.double() / temperature, labels).item()
 
 
+MAX_TEMPERATURE = 100.0  # a model no better than chance would otherwise drive T to infinity (uniform outputs)
+
+
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The T > 0 minimising the negative log-likelihood of `labels` (optimised in log T, so T stays positive)."""
+    """The T > 0 minimising the negative log-likelihood of `labels` (optimised in log T, so T stays positive),
+    bounded to [1/MAX_TEMPERATURE, MAX_TEMPERATURE]."""
     logits = logits.detach().double()
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
@@ -25,7 +29,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(log_t.detach().exp())
+    return float(log_t.detach().exp().clamp(1 / MAX_TEMPERATURE, MAX_TEMPERATURE))
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

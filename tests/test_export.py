@@ -1,0 +1,138 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from export import package
+from export.__main__ import main as export_main
+from export.predict import predict_files
+from tests.conftest import REPO
+from tests.corpus import write_bad_corpus, write_good_images
+
+SCHEMA = json.loads((REPO / "export" / "model.schema.json").read_text())
+
+
+def test_model_json_validates_and_files_match(tiny_export):
+    card = json.loads((tiny_export / "model.json").read_text())
+    jsonschema.validate(card, SCHEMA)
+    for name, info in card["files"].items():
+        assert package.sha256_file(tiny_export / name) == info["sha256"]
+        assert (tiny_export / name).stat().st_size == info["size"]
+    assert card["demo"] is True and card["training_data"]["sources"] == ["phantom"]
+    assert card["default_model"] in card["files"]
+    assert not (tiny_export / ".staging").exists()
+
+
+def test_schema_rejects_a_broken_card(tiny_export):
+    card = json.loads((tiny_export / "model.json").read_text())
+    del card["files"]["model.onnx"]["sha256"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(card, SCHEMA)
+
+
+def test_verify_alone_passes(tiny_export, capsys):
+    assert export_main(["verify", str(tiny_export)]) == 0
+    out = capsys.readouterr().out
+    assert "probabilities max abs diff" in out and "FAIL" not in out
+
+
+def test_verify_detects_a_tampered_file(tiny_export, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_export, copy)
+    with open(copy / "model.onnx", "r+b") as f:  # flip bytes inside the weights
+        f.seek(f.seek(0, 2) // 2)
+        f.write(b"\x7f\x7f\x7f\x7f")
+    assert export_main(["verify", str(copy)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def _broken_export(monkeypatch, tiny_export, tmp_path, breakage):
+    """Export the tiny checkpoint again with the wrapper broken by `breakage(model)`."""
+    real = package.from_checkpoint
+
+    def broken(path):
+        model, ckpt = real(path)
+        breakage(model)
+        return model, ckpt
+
+    monkeypatch.setattr(package, "from_checkpoint", broken)
+    checkpoint = tiny_export.parent / "run" / "best.pt"
+    return export_main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--no-int8",
+                        "--bootstrap", "20"])
+
+
+def test_export_refuses_a_wrong_temperature(monkeypatch, tiny_export, tmp_path, capsys):
+    def wrong_temperature(model):
+        model.temperature.fill_(model.temperature.item() * 1.5)
+
+    assert _broken_export(monkeypatch, tiny_export, tmp_path, wrong_temperature) == 1
+    assert not (tmp_path / "out" / "model.json").exists()  # nothing accepted
+    assert (tmp_path / "out" / "rejected" / "verification.md").exists()
+    assert "FAIL" in capsys.readouterr().err
+
+
+def test_export_refuses_a_perturbed_weight(monkeypatch, tiny_export, tmp_path):
+    def perturb(model):
+        with torch.no_grad():
+            model.classifier.fc.weight[0, 0] += 0.5
+
+    assert _broken_export(monkeypatch, tiny_export, tmp_path, perturb) == 1
+    assert not (tmp_path / "out" / "model.json").exists()
+    table = (tmp_path / "out" / "rejected" / "verification.md").read_text()
+    assert "cam vs autograd" in table and "FAIL" in table
+
+
+def test_int8_that_fails_fidelity_is_not_shipped(monkeypatch, tiny_export, tmp_path):
+    from export import onnx_export, verify
+
+    def impossible(fp32, int8, labels, threshold):
+        return [verify.Check("int8 vs fp32: top-1 agreement", 0.5, 0.98, False)]
+
+    monkeypatch.setattr(verify, "compare_int8", impossible)
+    monkeypatch.setattr(package, "RECIPES", onnx_export.RECIPES[:1])
+    card = package.export(tiny_export.parent / "run" / "best.pt", tmp_path / "out", n_boot=20, calibration_images=4)
+    assert list(card["files"]) == ["model.onnx"] and card["default_model"] == "model.onnx"
+    assert not card["int8"]["shipped"] and "only the fp32 model" in card["int8"]["note"]
+    assert not (tmp_path / "out" / "model.int8.onnx").exists()
+
+
+def test_predict_cli_on_good_and_bad_files(tiny_export, tmp_path):
+    good = write_good_images(tmp_path / "good")
+    bad = write_bad_corpus(tmp_path / "bad")
+    files = [str(p) for p in good.values()] + [str(p) for p in bad]
+    result = subprocess.run([sys.executable, "-m", "export.predict", *files, "--model",
+                             str(tiny_export / "model.onnx"), "--heatmap-dir", str(tmp_path / "heat")],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1  # some files failed, the run went on
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    for line in lines[: len(good)]:
+        assert "error" not in line, line
+        assert abs(sum(line["probabilities"].values()) - 1) < 1e-5
+        assert Path(line["heatmap"]).exists()
+    for line in lines[len(good):]:
+        assert line["error"]
+    assert "torch" not in subprocess.run(
+        [sys.executable, "-c", "import sys, export.predict; print(' '.join(sys.modules))"],
+        cwd=REPO, capture_output=True, text=True).stdout.split()
+
+
+def test_predict_matches_pytorch(tiny_export):
+    from export.verify import reference
+    from training.decode import decode
+    from training.model import load_checkpoint
+
+    classifier, ckpt = load_checkpoint(tiny_export.parent / "run" / "best.pt")
+    image = str(next((tiny_export.parent.parent).rglob("phantom_00003.png"), None) or "")
+    if not image:
+        pytest.skip("phantom image not found")
+    [result] = list(predict_files([image], tiny_export / "model.onnx"))
+    expected = reference(classifier, ckpt, decode(image)[None, None])["probabilities"][0]
+    np.testing.assert_allclose(list(result["probabilities"].values()), expected, atol=1e-4)
