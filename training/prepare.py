@@ -147,7 +147,7 @@ def _markdown(summary: dict, data: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parse_class_map(items: list[str]) -> dict:
+def parse_class_map(items: list[str]) -> dict:
     mapping = {}
     for item in items:
         folder, sep, label = item.partition("=")
@@ -183,7 +183,7 @@ def main(argv=None):
     try:
         summary = prepare(args.data, args.out, cache_dir=args.cache, size=args.size, seed=args.seed,
                           fractions=tuple(args.fractions), workers=args.workers,
-                          class_map=_parse_class_map(args.class_map), patient_regex=args.patient_regex,
+                          class_map=parse_class_map(args.class_map), patient_regex=args.patient_regex,
                           rsna_not_normal=args.rsna_not_normal)
     except ValueError as e:  # a dataset that cannot be read at all (missing folder, bad CSV header, ...)
         raise SystemExit(f"prepare: {e}") from None
