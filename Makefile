@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench cxr clean
 
 setup: $(VENV)/.installed node_modules/.installed
 	@sh scripts/ensure-chromium.sh
@@ -26,6 +26,18 @@ test: setup
 
 bench: setup
 	$(PY) -m bench
+
+# The documented real-data run on the shared 611 images (long: run it in the background). ARCH/WEIGHTS select
+# the model, e.g. `make cxr ARCH=efficientnet_lite0 WEIGHTS=imagenet`.
+CXR    ?= ../shared/data/cxr
+ARCH   ?= resnet50
+WEIGHTS ?= none
+RUN    := work/cxr/$(ARCH)-$(WEIGHTS)
+cxr: setup
+	$(PY) -m training prepare --data $(CXR) --out work/cxr/prepared
+	$(PY) -m training train --data work/cxr/prepared --out $(RUN) --arch $(ARCH) --weights $(WEIGHTS)
+	$(PY) -m training evaluate --checkpoint $(RUN)/best.pt --data work/cxr/prepared --out $(RUN)/eval
+	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(RUN)/model
 
 clean:
 	rm -rf work dist build-cache
