@@ -166,3 +166,37 @@ def test_evaluate_writes_report(tiny_prepared, tmp_path):
         assert (tmp_path / "eval" / name).exists(), name
     assert len(list((tmp_path / "eval" / "gradcam").glob("*.png"))) == 2
     assert r["pointing_game"] is None or 0 <= r["pointing_game"]["point_rate"] <= r["pointing_game"]["cell_rate"] <= 1
+
+
+def test_within_source_auc_equals_scikit_learn():
+    from training.metrics import within_source_aucs
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    sources = np.where(rng.random(300) < 0.5, "a", "b")
+    y[sources == "b"] = np.where(y[sources == "b"] == 0, 1, y[sources == "b"])  # source b has no COVID-19
+    probs = rng.dirichlet(np.ones(3), 300)
+    result = {(w["source"], w["pair"]): w for w in within_source_aucs(y, probs, np.arange(300), sources, n_boot=100)}
+    assert set(result) == {("a", "COVID-19 vs Normal"), ("a", "COVID-19 vs Pneumonia"), ("a", "Normal vs Pneumonia"),
+                           ("b", "Normal vs Pneumonia")}
+    inside = (sources == "b") & (y != 0)
+    score = probs[inside, 1] / (probs[inside, 1] + probs[inside, 2])
+    w = result[("b", "Normal vs Pneumonia")]
+    assert w["auc"] == pytest.approx(roc_auc_score(y[inside] == 1, score))
+    assert w["ci95"][0] <= w["auc"] <= w["ci95"][1]
+
+
+def test_source_probe_finds_source_cues_only_when_present():
+    from training.source_probe import source_probe
+
+    rng = np.random.default_rng(4)
+    n = 240
+    sources = np.where(np.arange(n) % 2 == 0, "nih", "ieee8023")
+    labels = rng.integers(0, 3, n)
+    patients = np.arange(n) // 2  # two images per patient: folds must keep them together
+    clean = rng.normal(size=(n, 16))
+    leaky = clean.copy()
+    leaky[:, 0] += np.where(sources == "nih", 3.0, -3.0)
+    assert source_probe(leaky, labels, sources, patients)["all"]["balanced_accuracy"] > 0.95
+    assert source_probe(clean, labels, sources, patients)["all"]["balanced_accuracy"] < 0.65
+    assert set(source_probe(leaky, labels, sources, patients)["within_label"]) == {"COVID-19", "Normal", "Pneumonia"}

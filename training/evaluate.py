@@ -22,11 +22,12 @@ from .calibration import expected_calibration_error, nll, reliability_bins
 from .data import load_split
 from .gradcam import gradcam
 from .heatmap import hottest_point, overlay
-from .metrics import evaluate_predictions
+from .metrics import evaluate_predictions, within_source_aucs
 from .model import load_checkpoint
 from .ood import MahalanobisScore
 from .preprocess import Normalize
 from .records import CLASSES
+from .source_probe import source_probe
 from .train import predict
 
 
@@ -82,6 +83,8 @@ def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000
               "weights_origin": ckpt["weights_origin"], "classes": list(CLASSES), "images": len(s),
               "patients": len(set(patients)), "bootstrap": n_boot, "temperature": temperature}
     result.update(evaluate_predictions(y, probs, patients, sources, n_boot))
+    result["within_source"] = within_source_aucs(y, probs, patients, sources, n_boot)
+    result["source_probe"] = _source_probe_all_splits(model, normalize, data, progress)
     result["calibration"] = {"nll_before": nll(logits, s.labels), "nll_after": nll(logits, s.labels, temperature),
                              "ece_before": expected_calibration_error(raw, y),
                              "ece_after": expected_calibration_error(probs, y)}
@@ -103,6 +106,18 @@ def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
     (out / "report.md").write_text(report_markdown(result, ckpt))
     return result
+
+
+def _source_probe_all_splits(model, normalize, data, progress: bool) -> dict | None:
+    """The source probe on the pooled features of every image (all splits: the probe is cross-validated itself)."""
+    splits = [load_split(data, name) for name in ("train", "val", "test")]
+    rows = [r for sp in splits for r in sp.rows]
+    if len({r["source"] for r in rows}) < 2:
+        return None
+    images = torch.cat([sp.images for sp in splits])
+    _, features = predict(model, normalize, images, progress="source probe features" if progress else None)
+    return source_probe(features.numpy(), np.array([CLASSES.index(r["label"]) for r in rows]),
+                        [r["source"] for r in rows], [r["patient_id"] for r in rows])
 
 
 def _json_default(value):
@@ -157,6 +172,23 @@ def report_markdown(r: dict, ckpt: dict) -> str:
     lines += metrics_table(r["all"])
     for source, m in r["by_source"].items():
         lines += ["", f"## Source: {source}", ""] + metrics_table(m)
+    if r["within_source"]:
+        lines += ["", "## Within-source discrimination", "",
+                  "AUC between two labels inside one source, where the source cannot give the answer away.", "",
+                  "| source | labels | n | AUC [95% CI] |", "|---|---|---|---|"]
+        for w in r["within_source"]:
+            counts = ", ".join(f"{k} {v}" for k, v in w["n"].items())
+            lines.append(f"| {w['source']} | {w['pair']} | {counts} | {_fmt(w['auc'], w['ci95'])} |")
+    if r["source_probe"]:
+        probe = r["source_probe"]
+        lines += ["", "## Source probe", "", "Logistic regression on the frozen pooled features predicting the data "
+                  "source, 5-fold cross-validated by patient, over all splits. Lower means fewer source cues reach "
+                  "the classifier.", "", "| images | n | accuracy | balanced accuracy | chance accuracy |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, p in [("all", probe["all"])] + [(f"{k} only", v) for k, v in probe["within_label"].items()]:
+            if p:
+                lines.append(f"| {name} | {p['n']} | {p['accuracy']:.3f} | {p['balanced_accuracy']:.3f} | "
+                             f"{p['chance_accuracy']:.3f} |")
     c = r["calibration"]
     lines += ["", "## Calibration", "",
               f"Temperature {r['temperature']:.3f} (fitted on validation). On this split: NLL {c['nll_before']:.3f} -> "

@@ -91,3 +91,40 @@ def evaluate_predictions(y, probs, patients, sources, n_boot: int = 1000, seed: 
         result["by_source"][source] = {**classification_metrics(y[inside], probs[inside]),
                                        "ci95": bootstrap_ci(y[inside], probs[inside], patients[inside], n_boot, seed)}
     return result
+
+
+def pairwise_auc(y, probs, a: int, b: int, patients, n_boot: int = 1000, seed: int = 0) -> dict | None:
+    """ROC AUC of class a against class b among the images labelled a or b, scoring p_a / (p_a + p_b), with a 95%
+    bootstrap CI over patients. None when either class is absent."""
+    y, probs, patients = np.asarray(y), np.asarray(probs), np.asarray(patients)
+    inside = (y == a) | (y == b)
+    y, patients = y[inside] == a, patients[inside]
+    score = probs[inside, a] / np.maximum(probs[inside, a] + probs[inside, b], 1e-12)
+    if y.all() or not y.any():
+        return None
+    unique, index = np.unique(patients, return_inverse=True)
+    members = [np.flatnonzero(index == i) for i in range(len(unique))]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n_boot):
+        chosen = np.concatenate([members[i] for i in rng.integers(0, len(unique), len(unique))])
+        if y[chosen].any() and not y[chosen].all():
+            samples.append(roc_auc_score(y[chosen], score[chosen]))
+    ci = [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))] if samples else [None, None]
+    return {"auc": float(roc_auc_score(y, score)), "ci95": ci, "n": {CLASSES[a]: int(y.sum()), CLASSES[b]: int((~y).sum())}}
+
+
+def within_source_aucs(y, probs, patients, sources, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """For every source holding two labels (at least 2 images each), the AUC between them inside that source only:
+    the discrimination a model shows when the source cannot give the answer away."""
+    y, sources, patients = np.asarray(y), np.asarray(sources), np.asarray(patients)
+    out = []
+    for source in sorted(set(sources.tolist())):
+        inside = sources == source
+        present = [k for k in range(probs.shape[1]) if (y[inside] == k).sum() >= 2]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                result = pairwise_auc(y[inside], probs[inside], a, b, patients[inside], n_boot, seed)
+                if result:
+                    out.append({"source": source, "pair": f"{CLASSES[a]} vs {CLASSES[b]}", **result})
+    return out
