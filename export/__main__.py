@@ -15,7 +15,7 @@ def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
     """Re-run every check on an export folder against its checkpoint; print the table; True when all pass."""
     from training.records import CLASSES
 
-    from . import verify
+    from . import ood_probe, verify
     from .package import FP32, INT8, decoded_split, sha256_file
 
     card = json.loads((folder / "model.json").read_text())
@@ -30,9 +30,11 @@ def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
     if INT8 in card["files"]:
         images, rows = decoded_split(data, "test")
         labels = np.array([CLASSES.index(r["label"]) for r in rows])
-        fp32 = verify.predict_all(verify.session(folder / FP32), images)
-        int8 = verify.predict_all(verify.session(folder / INT8), images)
-        checks += verify.compare_int8(fp32, int8, labels, card["ood_threshold"])
+        outliers = [image for images in ood_probe.ood_sets().values() for image in images.values()]
+        fp32, int8 = verify.session(folder / FP32), verify.session(folder / INT8)
+        checks += verify.compare_int8(verify.predict_all(fp32, images), verify.predict_all(int8, images), labels,
+                                      card["ood_threshold"], verify.predict_all(fp32, outliers),
+                                      verify.predict_all(int8, outliers))
     print(verify.table(checks))
     return all(c.passed for c in checks)
 

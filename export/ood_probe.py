@@ -75,3 +75,31 @@ def noise_images(seed: int = 0) -> dict[str, np.ndarray]:
 
 def ood_sets() -> dict[str, dict[str, np.ndarray]]:
     return {"photographs": photographs(), "text": text_pages(), "uniform": uniform_images(), "noise": noise_images()}
+
+
+def calibration_outliers(n: int = 16, seed: int = 123) -> list[np.ndarray]:
+    """Procedural non-X-ray images (noise, smooth blobs, gradients, flat shapes) for int8 calibration.
+
+    Calibrating activation ranges on X-rays alone clips the activations that unusual images produce, and the int8
+    model then gives every such image the same, in-distribution-looking OOD score. Mixing these in keeps the ranges
+    wide enough. They are generated, so they never overlap the photographs and pages the OOD rates are measured on.
+    """
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n):
+        side = int(rng.integers(200, 600))
+        kind = i % 4
+        if kind == 0:
+            image = rng.uniform(0, 255, (side, side))
+        elif kind == 1:
+            coarse = Image.fromarray(rng.uniform(0, 255, (8, 8)).astype(np.uint8))
+            image = np.asarray(coarse.resize((side, side), Image.BICUBIC))
+        elif kind == 2:
+            image = np.tile(np.linspace(0, 255, side), (side, 1))
+        else:
+            image = np.full((side, side), rng.uniform(0, 255))
+            for _ in range(6):
+                (y, x), (h, w) = rng.integers(0, side, 2), rng.integers(10, side // 2, 2)
+                image[y : y + h, x : x + w] = rng.uniform(0, 255)
+        images.append(np.asarray(image, np.float32))
+    return images

@@ -113,16 +113,24 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
     fp32_out = verify.predict_all(fp32_sess, test_images)
     threshold = float(ckpt["ood"]["threshold"])
 
+    sets = ood_probe.ood_sets()
+    outliers = [image for images in sets.values() for image in images.values()]
+    fp32_outliers = verify.predict_all(fp32_sess, outliers)
+
     files = {FP32: {"precision": "fp32"}}
     outputs = {FP32: fp32_out}
     int8_report = {"shipped": False, "attempts": [], "note": "int8 not requested (--no-int8)"}
     if int8 and len(test_images):
         calibration, _ = decoded_split(data, "train", limit=calibration_images)
+        extra = ood_probe.calibration_outliers()
         for recipe in RECIPES:
-            _log(f"export: int8 ({recipe.name}), calibrated on {len(calibration)} training images ...")
-            quantize_int8(staging / FP32, staging / INT8, calibration, recipe)
-            int8_out = verify.predict_all(verify.session(staging / INT8), test_images)
-            attempt = verify.compare_int8(fp32_out, int8_out, labels, threshold)
+            _log(f"export: int8 ({recipe.name}), calibrated on {len(calibration)} training images and "
+                 f"{len(extra)} generated non-X-ray images ...")
+            quantize_int8(staging / FP32, staging / INT8, calibration + extra, recipe)
+            int8_sess = verify.session(staging / INT8)
+            int8_out = verify.predict_all(int8_sess, test_images)
+            attempt = verify.compare_int8(fp32_out, int8_out, labels, threshold, fp32_outliers,
+                                          verify.predict_all(int8_sess, outliers))
             int8_report["attempts"].append({"recipe": recipe.name, "checks": verify.as_dicts(attempt)})
             if all(c.passed for c in attempt):
                 checks += attempt
@@ -148,7 +156,6 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
                              + verify.table(checks))
 
     _log("export: OOD rates and test-split metrics ...")
-    sets = ood_probe.ood_sets()
     for name, info in files.items():
         sess = fp32_sess if name == FP32 else verify.session(staging / name)
         info["ood_rates"] = ood_rates(sess, sets, threshold, outputs[name]["ood_score"])

@@ -136,9 +136,11 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def compare_int8(fp32: dict, int8: dict, labels: np.ndarray, threshold: float) -> list[Check]:
-    """int8 vs fp32 outputs on the same images (the test split)."""
-    finite = all(np.isfinite(out[k]).all() for out in (fp32, int8) for k in OUTPUT_NAMES)
+def compare_int8(fp32: dict, int8: dict, labels: np.ndarray, threshold: float, fp32_ood: dict,
+                 int8_ood: dict) -> list[Check]:
+    """int8 vs fp32 outputs on the same images: the test split, and non-X-ray images (`*_ood`, whose OOD flag must
+    survive quantisation too)."""
+    finite = all(np.isfinite(out[k]).all() for out in (fp32, int8, fp32_ood, int8_ood) for k in OUTPUT_NAMES)
     if not finite:
         return [Check("int8 and fp32 outputs are finite", 0, 1, False)]
     top = fp32["probabilities"].argmax(1)
@@ -147,6 +149,7 @@ def compare_int8(fp32: dict, int8: dict, labels: np.ndarray, threshold: float) -
     drop = 0.0 if np.isnan(drop) else float(drop)
     correlation = float(np.mean([_correlation(fp32["cam"][i, k], int8["cam"][i, k]) for i, k in enumerate(top)]))
     ood = float(((fp32["ood_score"] > threshold) == (int8["ood_score"] > threshold)).mean())
+    outliers = float(((fp32_ood["ood_score"] > threshold) == (int8_ood["ood_score"] > threshold)).mean())
     n = f"{len(labels)} test images"
     return [
         Check(f"int8 vs fp32: top-1 agreement ({n})", agreement, LIMITS["int8_top1_agreement"],
@@ -157,4 +160,6 @@ def compare_int8(fp32: dict, int8: dict, labels: np.ndarray, threshold: float) -
               correlation >= LIMITS["int8_heatmap_correlation"]),
         Check(f"int8 vs fp32: OOD decision agreement ({n})", ood, LIMITS["int8_ood_agreement"],
               ood >= LIMITS["int8_ood_agreement"]),
+        Check(f"int8 vs fp32: OOD decision agreement ({len(fp32_ood['ood_score'])} non-X-ray images)", outliers,
+              LIMITS["int8_ood_agreement"], outliers >= LIMITS["int8_ood_agreement"]),
     ]
