@@ -130,6 +130,7 @@ def build_pwa(model_dir: Path, dist: Path, stages: Stages | None = None) -> None
 
     model_files = [p for p in model_dir.iterdir() if p.is_file()]
     key = {"model": _hash_files(model_files), "code": code_hash("pwa"),
+           "decoder": _hash_files([REPO / "training" / "decode.py"]),  # app/contract.js is generated from it
            "node_modules": _hash_files([REPO / "package-lock.json"]), "dist": str(dist)}
     action = lambda resume: build_site(model_dir, dist, REPO / "node_modules")  # noqa: E731
     if stages is None:
@@ -147,7 +148,10 @@ def main(argv=None):
         args = parser.parse_args(argv[1:])
         if not (args.model / "model.json").exists():
             raise SystemExit(f"pwa: {args.model / 'model.json'} not found (run `python -m export` first)")
-        build_pwa(args.model, args.dist.resolve())
+        try:
+            build_pwa(args.model, args.dist.resolve())
+        except ValueError as e:  # pwa.site.SiteError: a model file that does not match model.json, ...
+            raise SystemExit(f"pwa: {e}") from None
         print(f"wrote {args.dist}")
         return 0
     if argv[:1] == ["serve"]:
@@ -190,7 +194,7 @@ def main(argv=None):
 
     try:
         build(args)
-    except (FileNotFoundError, ValueError, ExportRejected) as e:
+    except (FileNotFoundError, ValueError, ExportRejected) as e:  # pwa.site.SiteError is a ValueError
         raise SystemExit(f"build: {e}") from None
     return 0
 

@@ -1,0 +1,68 @@
+// onnxruntime-web (wasm execution provider) in the worker: one session per model file, created once and reused.
+import * as ort from "../vendor/ort/ort.wasm.min.mjs";
+
+export const ORT_VERSION = ort.env.versions?.web ?? "";
+const OUTPUTS = ["probabilities", "logits", "cam", "ood_score"];
+let configuredThreads = 0;
+
+/** Set the thread count once, before the first session (the wasm module starts with it and keeps it). */
+export function configure(threads) {
+  if (configuredThreads) return configuredThreads;
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.proxy = false; // this already is a worker
+  ort.env.logLevel = "error";
+  configuredThreads = threads;
+  return threads;
+}
+
+/** The thread count onnxruntime actually uses (it falls back to 1 without SharedArrayBuffer). */
+export const activeThreads = () => ort.env.wasm.numThreads;
+
+async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export class Model {
+  constructor(session, file, inputName) {
+    this.session = session;
+    this.file = file;
+    this.inputName = inputName;
+  }
+
+  /** Fetch `url`, check it against model.json's SHA-256, and create the session. */
+  static async load(url, file, expectedSha256, inputName) {
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`cannot load ${file}: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (expectedSha256 && (await sha256Hex(bytes)) !== expectedSha256) {
+      throw new Error(`${file} does not match the SHA-256 in model.json (a partial or mixed deployment?)`);
+    }
+    const session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ["wasm"], graphOptimizationLevel: "all", logSeverityLevel: 3,
+    });
+    return new Model(session, file, inputName);
+  }
+
+  /** One gray image {width, height, data} -> probabilities [3], logits [3], cam [3*h*w], camShape [h, w], oodScore. */
+  async run(image) {
+    const input = new ort.Tensor("float32", image.data, [1, 1, image.height, image.width]);
+    const out = await this.session.run({ [this.inputName]: input }, OUTPUTS);
+    try {
+      return {
+        probabilities: Array.from(out.probabilities.data),
+        logits: Array.from(out.logits.data),
+        cam: out.cam.data.slice(),
+        camShape: out.cam.dims.slice(2).map(Number),
+        oodScore: out.ood_score.data[0],
+      };
+    } finally {
+      for (const tensor of Object.values(out)) tensor.dispose?.();
+      input.dispose?.();
+    }
+  }
+
+  release() {
+    return this.session.release();
+  }
+}
