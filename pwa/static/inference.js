@@ -5,9 +5,30 @@ export const ORT_VERSION = ort.env.versions?.web ?? "";
 const OUTPUTS = ["probabilities", "logits", "cam", "ood_score"];
 let configuredThreads = 0;
 
-/** Set the thread count once, before the first session (the wasm module starts with it and keeps it). */
-export function configure(threads) {
+/** The bytes of a build file, verified against its SHA-256, through the build's own cache (`cacheName`, the one
+ * the service worker precaches into). The first visit downloads the large files (model, wasm) once: the service
+ * worker, installed after the model is loaded, finds them already in its cache. */
+export async function fetchBuildFile(url, file, expectedSha256, cacheName) {
+  const cache = cacheName && self.caches ? await caches.open(cacheName) : null;
+  const cached = await cache?.match(url);
+  const response = cached ?? await fetch(url);
+  if (!response.ok) throw new Error(`cannot load ${file}: HTTP ${response.status}`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  if (expectedSha256 && (await sha256Hex(bytes)) !== expectedSha256) {
+    if (cached) await cache.delete(url);
+    throw new Error(`${file} does not match its SHA-256 (a partial or mixed deployment?)`);
+  }
+  if (cache && !cached) {
+    await cache.put(url, new Response(bytes, { headers: response.headers })).catch(() => {}); // quota: no offline
+  }
+  return bytes;
+}
+
+/** Set the thread count (and the wasm binary, fetched by the caller) once, before the first session: the wasm
+ * module starts with them and keeps them. */
+export function configure(threads, wasmBinary) {
   if (configuredThreads) return configuredThreads;
+  if (wasmBinary) ort.env.wasm.wasmBinary = wasmBinary;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.proxy = false; // this already is a worker
   ort.env.logLevel = "error";
@@ -30,14 +51,9 @@ export class Model {
     this.inputName = inputName;
   }
 
-  /** Fetch `url`, check it against model.json's SHA-256, and create the session. */
-  static async load(url, file, expectedSha256, inputName) {
-    const response = await fetch(url);
-    if (!response.ok) throw new Error(`cannot load ${file}: HTTP ${response.status}`);
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    if (expectedSha256 && (await sha256Hex(bytes)) !== expectedSha256) {
-      throw new Error(`${file} does not match the SHA-256 in model.json (a partial or mixed deployment?)`);
-    }
+  /** Fetch `url` (through the build's cache), check it against model.json's SHA-256, and create the session. */
+  static async load(url, file, expectedSha256, inputName, cacheName) {
+    const bytes = await fetchBuildFile(url, file, expectedSha256, cacheName);
     const session = await ort.InferenceSession.create(bytes, {
       executionProviders: ["wasm"], graphOptimizationLevel: "all", logSeverityLevel: 3,
     });

@@ -7,12 +7,15 @@
 import { INFERNO } from "./contract.js";
 import { decode, DecodeError } from "./decode.js";
 import { hottestCell, lutFromHex } from "./heatmap.js";
-import { activeThreads, configure, Model, ORT_VERSION } from "./inference.js";
+import { activeThreads, configure, fetchBuildFile, Model, ORT_VERSION } from "./inference.js";
 import { grayBitmap, heatBitmap } from "./render.js";
 
 const LUT = lutFromHex(INFERNO);
 const MODEL_BASE = new URL("../model/", import.meta.url);
+const SITE = new URL("../", import.meta.url);
+const WASM = "vendor/ort/ort-wasm-simd-threaded.wasm";
 let card = null;
+let build = null; // build.json: the cache name and every file's SHA-256
 let model = null;
 let threads = 1;
 
@@ -32,7 +35,8 @@ function status() {
 async function loadModel(file) {
   if (model?.file === file) return;
   if (!(file in card.files)) throw new Error(`model.json has no model file ${file}`);
-  const next = await Model.load(new URL(file, MODEL_BASE), file, card.files[file].sha256, card.input.name);
+  const next = await Model.load(new URL(file, MODEL_BASE), file, card.files[file].sha256, card.input.name,
+    build?.cache);
   const previous = model;
   model = next;
   await previous?.release();
@@ -43,9 +47,12 @@ const handlers = {
     const response = await fetch(new URL("model.json", MODEL_BASE));
     if (!response.ok) throw new Error(`cannot load model.json: HTTP ${response.status}`);
     card = await response.json();
+    const buildResponse = await fetch(new URL("build.json", SITE));
+    build = buildResponse.ok ? await buildResponse.json() : null;
+    const wasm = await fetchBuildFile(new URL(WASM, SITE), WASM, build?.files?.[WASM]?.sha256, build?.cache);
     // Threads need SharedArrayBuffer, which needs cross-origin isolation; without it onnxruntime uses one.
     const wanted = Number.isInteger(requested) && requested > 0 ? requested : 2;
-    threads = configure(self.crossOriginIsolated ? wanted : 1);
+    threads = configure(self.crossOriginIsolated ? wanted : 1, wasm);
     await loadModel(file && file in card.files ? file : card.default_model);
     return [status()];
   },
