@@ -55,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     hflip: bool = False
+    harmonize: bool = False  # resolution/compression/noise harmonisation (training/augment.py)
     max_steps: int = 0  # stop after this many optimiser steps (smoke tests); 0: no limit
     checkpoint_every: int = 0  # also write last.pt every N steps inside an epoch; 0: at epoch ends only
     eval_batch_size: int = 64
@@ -241,7 +242,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
             print(f"resuming {last_path} at epoch {state['epoch']}, step {state['step']}", file=sys.stderr)
     net = distributed.wrap(model, ctx)  # DistributedDataParallel under torchrun, the model itself otherwise
 
-    aug_config = augment.AugmentConfig(hflip=cfg.hflip)
+    aug_config = augment.AugmentConfig(hflip=cfg.hflip, harmonize=cfg.harmonize)
     weights = class_weights(train_split.labels)
     weights_on_device = weights.to(device, dtype)
     train_batches = distributed.DeviceBatches(train_split.images, device)
@@ -403,6 +404,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--no-augment", dest="augment", action="store_false")
     parser.add_argument("--hflip", action="store_true", help="add horizontal flips (off: anatomy is not symmetric)")
+    parser.add_argument("--harmonize", action="store_true",
+                        help="add down-up sampling, blur, noise and JPEG re-compression (see training/augment.py)")
     parser.add_argument("--device", default=defaults.device, choices=distributed.DEVICES,
                         help="auto: CUDA if available (each torchrun rank takes GPU LOCAL_RANK), else CPU")
     parser.add_argument("--amp", default=defaults.amp, choices=sorted(distributed.AMP),
@@ -412,7 +415,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"under torchrun: seconds a collective waits for a dead or hung peer before the job "
                              f"fails with an error (default {defaults.dist_timeout:g})")
     for f in fields(TrainConfig):
-        if f.name in ("data", "out", "arch", "weights", "augment", "hflip", "device", "amp", "dist_timeout"):
+        if f.name in ("data", "out", "arch", "weights", "augment", "hflip", "harmonize", "device", "amp",
+                      "dist_timeout"):
             continue
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                             help=f"default {f.default}")
