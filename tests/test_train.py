@@ -200,3 +200,23 @@ def test_source_probe_finds_source_cues_only_when_present():
     assert source_probe(leaky, labels, sources, patients)["all"]["balanced_accuracy"] > 0.95
     assert source_probe(clean, labels, sources, patients)["all"]["balanced_accuracy"] < 0.65
     assert set(source_probe(leaky, labels, sources, patients)["within_label"]) == {"COVID-19", "Normal", "Pneumonia"}
+
+
+def test_sample_weights_balance_classes_and_optionally_sources():
+    from training.data import MAX_SOURCE_WEIGHT, sample_weights
+
+    labels = torch.tensor([0] * 40 + [1] * 100 + [2] * 60)
+    sources = ["a"] * 40 + ["b"] * 98 + ["a"] * 2 + ["b"] * 45 + ["a"] * 15
+    plain = sample_weights(labels, sources)
+    for k in range(3):  # every class carries the same total weight
+        assert plain[labels == k].sum().item() == pytest.approx(200 / 3, rel=1e-5)
+    balanced = sample_weights(labels, sources, balance_sources=True)
+    for k in range(3):
+        assert balanced[labels == k].sum().item() == pytest.approx(200 / 3, rel=1e-5)
+    pneumonia = labels == 2
+    src = np.array(sources)
+    a, b = balanced[pneumonia & torch.tensor(src == "a")].sum(), balanced[pneumonia & torch.tensor(src == "b")].sum()
+    assert a.item() == pytest.approx(b.item(), rel=1e-5)  # 15 vs 45 images, equal total weight
+    normal = labels == 1  # 98 vs 2 images: the cap keeps 2 images from weighing as much as 98
+    ratio = balanced[normal & torch.tensor(src == "a")][0] / balanced[normal & torch.tensor(src == "b")][0]
+    assert ratio.item() == pytest.approx(MAX_SOURCE_WEIGHT / (100 / (2 * 98)), rel=1e-5)

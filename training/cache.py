@@ -1,7 +1,8 @@
 """Content-addressed cache of preprocessed images, so the second run of anything decodes nothing.
 
 An entry is keyed by the SHA-256 of the file's bytes, under a folder named for the preprocessing version and the
-image size: editing a file, or changing preprocessing, misses the cache for exactly the files affected. An entry
+geometry settings (size, border crop, text suppression): editing a file, or changing preprocessing, misses the cache
+for exactly the files affected. An entry
 holds the resized uint8 image and facts about the decoded original (pixel hash for duplicate detection, size), or the
 decoding error, so bad files are not re-decoded either.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .decode import DecodeError, decode
-from .preprocess import PREPROCESS_VERSION, resize_to_uint8
+from .preprocess import GeometryConfig, resize_to_uint8
 
 
 @dataclass
@@ -30,10 +31,11 @@ class Entry:
 
 
 class Cache:
-    def __init__(self, root: Path, size: int):
+    def __init__(self, root: Path, geometry: GeometryConfig | int):
         self.root = Path(root)
-        self.size = size
-        self.dir = self.root / f"v{PREPROCESS_VERSION}-{size}"
+        self.geometry = GeometryConfig.of(geometry)
+        self.size = self.geometry.size
+        self.dir = self.root / self.geometry.tag
 
     def _path(self, sha: str) -> Path:
         return self.dir / sha[:2] / f"{sha}.npz"
@@ -88,7 +90,7 @@ def process_file(file: str, cache: Cache) -> tuple[Entry, bool]:
         entry = Entry(sha, error=e.reason)
     else:
         pixel_sha = hashlib.sha256(f"{gray.shape}".encode() + gray.tobytes()).hexdigest()
-        entry = Entry(sha, pixel_sha, gray.shape[0], gray.shape[1], image=resize_to_uint8(gray, cache.size))
+        entry = Entry(sha, pixel_sha, gray.shape[0], gray.shape[1], image=resize_to_uint8(gray, cache.geometry))
     cache.store(entry)
     entry.image = None
     return entry, False

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .cache import Cache
-from .preprocess import PREPROCESS_VERSION
+from .preprocess import PREPROCESS_VERSION, GeometryConfig
 from .records import CLASSES, read_manifest_rows
 
 
@@ -39,7 +39,7 @@ def load_prepared(prepared: Path) -> tuple[dict, list[dict]]:
 def load_split(prepared: Path, split: str) -> Split:
     info, rows = load_prepared(prepared)
     rows = [r for r in rows if r["split"] == split]
-    cache = Cache(Path(info["cache_dir"]), info["size"])
+    cache = Cache(Path(info["cache_dir"]), GeometryConfig.of(info))
     images = torch.from_numpy(cache.load_images([r["sha256"] for r in rows]))
     labels = torch.tensor([CLASSES.index(r["label"]) for r in rows], dtype=torch.long)
     return Split(images, labels, rows)
@@ -50,6 +50,29 @@ def class_weights(labels: torch.Tensor) -> torch.Tensor:
     counts = torch.bincount(labels, minlength=len(CLASSES)).double()
     weights = counts.sum() / (len(CLASSES) * counts.clamp(min=1))
     weights[counts == 0] = 0
+    return weights.float()
+
+
+MAX_SOURCE_WEIGHT = 5.0
+
+
+def sample_weights(labels: torch.Tensor, sources: list[str], balance_sources: bool = False) -> torch.Tensor:
+    """Per-image loss weights: inverse class frequency (every class weighs the same in total); with
+    `balance_sources`, also every source weighs the same within a class, so a class cannot be recognised by the
+    source that supplies most of it. Within-class source factors are capped at MAX_SOURCE_WEIGHT (two ieee8023
+    Normal images must not count as much as 140 NIH ones) and renormalised to average 1 inside the class."""
+    weights = class_weights(labels)[labels].double()
+    if not balance_sources:
+        return weights.float()
+    sources = list(sources)
+    for k in range(len(CLASSES)):
+        members = (labels == k).nonzero().flatten().tolist()
+        counts = {}
+        for i in members:
+            counts[sources[i]] = counts.get(sources[i], 0) + 1
+        factor = torch.tensor([min(MAX_SOURCE_WEIGHT, len(members) / (len(counts) * counts[sources[i]]))
+                               for i in members], dtype=torch.float64)
+        weights[members] *= factor / factor.mean() if members else factor
     return weights.float()
 
 

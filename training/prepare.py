@@ -20,7 +20,7 @@ from pathlib import Path
 from . import readers
 from .cache import Cache, process_file
 from .progress import bar
-from .preprocess import PREPROCESS_VERSION
+from .preprocess import PREPROCESS_VERSION, GeometryConfig
 from .records import CLASSES, Reading, Skipped, write_manifest
 from .splits import DEFAULT_FRACTIONS, SPLITS, assign_splits, check_patient_splits
 
@@ -34,13 +34,13 @@ def _init_worker():
 
 
 def _work(args):
-    file, cache_root, size = args
-    return process_file(file, Cache(cache_root, size))
+    file, cache_root, geometry = args
+    return process_file(file, Cache(cache_root, geometry))
 
 
 def process_all(files: list[str], cache: Cache, workers: int, progress: bool = True):
     """Run every file through the cache, in order; returns [(entry, was_cached)]."""
-    jobs = [(f, cache.root, cache.size) for f in files]
+    jobs = [(f, cache.root, cache.geometry) for f in files]
     options = dict(total=len(files), desc="decode+cache", unit="img", enabled=progress)
     if workers <= 1 or len(files) < POOL_MIN_FILES:
         return [_work(j) for j in bar(jobs, **options)]
@@ -51,10 +51,12 @@ def process_all(files: list[str], cache: Cache, workers: int, progress: bool = T
 
 def prepare(data: list[str], out: Path, *, cache_dir: Path | None = None, size: int = 224, seed: int = 0,
             fractions=DEFAULT_FRACTIONS, workers: int | None = None, progress: bool = True,
-            class_map: dict | None = None, patient_regex: str | None = None, rsna_not_normal: str | None = None) -> dict:
+            class_map: dict | None = None, patient_regex: str | None = None, rsna_not_normal: str | None = None,
+            crop_borders: bool = False, suppress_text: bool = False) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = Cache(cache_dir or out / "cache", size)
+    geometry = GeometryConfig(size, crop_borders, suppress_text)
+    cache = Cache(cache_dir or out / "cache", geometry)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
 
     reading = Reading()
@@ -102,8 +104,8 @@ def prepare(data: list[str], out: Path, *, cache_dir: Path | None = None, size: 
     columns += sorted({k for row in rows for k in row} - set(columns))
     write_manifest(out / "manifest.csv", rows, columns)
     summary = _summary(rows, skipped, reading.notes, n_cached, len(records))
-    settings = {"cache_dir": str(Path(cache.root).resolve()), "size": size, "preprocess_version": PREPROCESS_VERSION,
-                "seed": seed, "fractions": list(fractions), "data": data}
+    settings = {"cache_dir": str(Path(cache.root).resolve()), **geometry.as_dict(),
+                "preprocess_version": PREPROCESS_VERSION, "seed": seed, "fractions": list(fractions), "data": data}
     (out / "prepared.json").write_text(json.dumps({**settings, **summary}, indent=2) + "\n")
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(summary, data))
@@ -172,6 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder-per-class datasets: map a folder name to a class (repeatable)")
     parser.add_argument("--patient-regex", help="folder-per-class datasets: regex whose group `patient` (or group 1) "
                                                 "of the file name is the patient id")
+    parser.add_argument("--crop-borders", action="store_true",
+                        help="crop flat margins to the image content (in the exported graph too; docs/shortcuts.md)")
+    parser.add_argument("--suppress-text", action="store_true",
+                        help="replace burned-in letters and markers by their surroundings (in the graph too)")
     parser.add_argument("--rsna-not-normal", choices=CLASSES,
                         help="RSNA: keep 'No Lung Opacity / Not Normal' images with this label (default: excluded)")
 
@@ -184,7 +190,8 @@ def main(argv=None):
         summary = prepare(args.data, args.out, cache_dir=args.cache, size=args.size, seed=args.seed,
                           fractions=tuple(args.fractions), workers=args.workers,
                           class_map=parse_class_map(args.class_map), patient_regex=args.patient_regex,
-                          rsna_not_normal=args.rsna_not_normal)
+                          rsna_not_normal=args.rsna_not_normal, crop_borders=args.crop_borders,
+                          suppress_text=args.suppress_text)
     except ValueError as e:  # a dataset that cannot be read at all (missing folder, bad CSV header, ...)
         raise SystemExit(f"prepare: {e}") from None
     print(f"{summary['images']} images, {summary['patients']} patients "

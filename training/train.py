@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from . import augment, distributed, ood
 from .progress import bar
 from .calibration import expected_calibration_error, fit_temperature, nll
-from .data import class_weights, data_summary, load_split
+from .data import class_weights, data_summary, load_prepared, load_split, sample_weights
 from .metrics import macro_auc
 from .model import ARCHS, WeightsUnavailable, build_model
-from .preprocess import PREPROCESS_VERSION, Normalize
+from .preprocess import PREPROCESS_VERSION, GeometryConfig, Normalize
 from .records import CLASSES
 
 
@@ -56,6 +56,7 @@ class TrainConfig:
     augment: bool = True
     hflip: bool = False
     harmonize: bool = False  # resolution/compression/noise harmonisation (training/augment.py)
+    balance_sources: bool = False  # equal weight to every source within a class (training/data.py)
     max_steps: int = 0  # stop after this many optimiser steps (smoke tests); 0: no limit
     checkpoint_every: int = 0  # also write last.pt every N steps inside an epoch; 0: at epoch ends only
     eval_batch_size: int = 64
@@ -115,9 +116,10 @@ def predict(model, normalize, images: torch.Tensor, batch_size: int = 64, progre
 
 
 def weighted_loss(logits, labels, weights, normaliser):
-    """Class-weighted cross-entropy summed over the batch and divided by the batch's total weight (`normaliser`
-    is passed in so that distributed ranks can divide by the global batch's weight)."""
-    return (F.cross_entropy(logits, labels, reduction="none") * weights[labels]).sum() / normaliser
+    """Cross-entropy weighted per image (`weights` [B]: class and, optionally, source balance), summed over the
+    batch and divided by `normaliser`, the batch's total weight (passed in so that distributed ranks can divide by
+    the global batch's weight)."""
+    return (F.cross_entropy(logits, labels, reduction="none") * weights).sum() / normaliser
 
 
 def _crash_for_tests(step: int, rank: int = 0) -> None:
@@ -243,14 +245,14 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
     net = distributed.wrap(model, ctx)  # DistributedDataParallel under torchrun, the model itself otherwise
 
     aug_config = augment.AugmentConfig(hflip=cfg.hflip, harmonize=cfg.harmonize)
-    weights = class_weights(train_split.labels)
+    weights = sample_weights(train_split.labels, [r["source"] for r in train_split.rows], cfg.balance_sources)
     weights_on_device = weights.to(device, dtype)
     train_batches = distributed.DeviceBatches(train_split.images, device)
     val_start, val_stop = distributed.shard_bounds(len(val_split), ctx)
     meta = {"config": asdict(cfg), "classes": list(CLASSES), "arch": cfg.arch, "weights_origin": origin,
-            "preprocess": {"size": int(train_split.images.shape[-1]), "mean": list(spec.mean), "std": list(spec.std),
-                           "version": PREPROCESS_VERSION},
-            "data_summary": data_summary(cfg.data), "class_weights": weights.tolist()}
+            "preprocess": {**GeometryConfig.of(load_prepared(cfg.data)[0]).as_dict(), "mean": list(spec.mean),
+                           "std": list(spec.std), "version": PREPROCESS_VERSION},
+            "data_summary": data_summary(cfg.data), "class_weights": class_weights(train_split.labels).tolist()}
 
     def checkpoint_dict():
         return {**meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -277,10 +279,10 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
             labels = train_split.labels[local].to(device, non_blocking=True)
             # Divide by the global batch's weight on every rank; DDP averages gradients over ranks, so the
             # world_size factor makes the gradient equal to the single-process one.
-            normaliser = weights[train_split.labels[idx]].sum().to(device, dtype)
+            normaliser = weights[idx].sum().to(device, dtype)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 logits = net(x)
-            loss = weighted_loss(logits.to(dtype), labels, weights_on_device, normaliser)
+            loss = weighted_loss(logits.to(dtype), labels, weights_on_device[local.to(device)], normaliser)
             if ctx.distributed:
                 loss = loss * ctx.world_size
             optimizer.zero_grad(set_to_none=True)
@@ -404,6 +406,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--no-augment", dest="augment", action="store_false")
     parser.add_argument("--hflip", action="store_true", help="add horizontal flips (off: anatomy is not symmetric)")
+    parser.add_argument("--balance-sources", action="store_true",
+                        help="weight every data source equally within each class (see training/data.py)")
     parser.add_argument("--harmonize", action="store_true",
                         help="add down-up sampling, blur, noise and JPEG re-compression (see training/augment.py)")
     parser.add_argument("--device", default=defaults.device, choices=distributed.DEVICES,
@@ -415,8 +419,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"under torchrun: seconds a collective waits for a dead or hung peer before the job "
                              f"fails with an error (default {defaults.dist_timeout:g})")
     for f in fields(TrainConfig):
-        if f.name in ("data", "out", "arch", "weights", "augment", "hflip", "harmonize", "device", "amp",
-                      "dist_timeout"):
+        if f.name in ("data", "out", "arch", "weights", "augment", "hflip", "harmonize", "balance_sources", "device",
+                      "amp", "dist_timeout"):
             continue
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                             help=f"default {f.default}")
