@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 import os
 import subprocess
@@ -220,3 +221,22 @@ def test_sample_weights_balance_classes_and_optionally_sources():
     normal = labels == 1  # 98 vs 2 images: the cap keeps 2 images from weighing as much as 98
     ratio = balanced[normal & torch.tensor(src == "a")][0] / balanced[normal & torch.tensor(src == "b")][0]
     assert ratio.item() == pytest.approx(MAX_SOURCE_WEIGHT / (100 / (2 * 98)), rel=1e-5)
+
+
+def test_compare_runs_variants_under_one_protocol_and_resumes(tmp_path):
+    from training.compare import main as compare_main
+    from training.phantoms import write_phantoms
+
+    manifest = write_phantoms(tmp_path / "ph", 45, size=96)
+    args = ["--data", str(manifest), "--out", str(tmp_path / "cmp"), "--arch", "resnet18", "--weights", "none",
+            "--epochs", "1", "--size", "64", "--variants", "baseline", "crop"]
+    compare_main(args)
+    table = (tmp_path / "cmp" / "resnet18-none-table.md").read_text()
+    assert table.count("\n| baseline |") == 1 and table.count("\n| crop |") == 1
+    crop = json.loads((tmp_path / "cmp" / "prepared-crop_borders" / "prepared.json").read_text())
+    assert crop["crop_borders"] is True
+    manifests = [(tmp_path / "cmp" / f"prepared-{t}" / "manifest.csv").read_text() for t in ("plain", "crop_borders")]
+    assert manifests[0].count(",test,") == manifests[1].count(",test,") > 0  # the same split for every variant
+    stamp = (tmp_path / "cmp" / "resnet18-none-baseline" / "eval" / "metrics.json").stat().st_mtime
+    compare_main(args)  # already evaluated: not run again
+    assert (tmp_path / "cmp" / "resnet18-none-baseline" / "eval" / "metrics.json").stat().st_mtime == stamp

@@ -7,6 +7,7 @@ COMMANDS = {
     "prepare": ("training.prepare", "read datasets, cache preprocessed images, split by patient"),
     "train": ("training.train", "train a classifier on a prepared folder (resumable), calibrate, fit OOD"),
     "evaluate": ("training.evaluate", "metrics with patient-level CIs per source, plots, Grad-CAM, report"),
+    "compare": ("training.compare", "train and evaluate remedy variants under one protocol, tabulate them"),
     "phantoms": ("training.phantoms", "write synthetic chest phantoms with lesion masks"),
 }
 
