@@ -20,7 +20,7 @@ import numpy as np
 
 from training.data import load_prepared
 from training.decode import GRAY_WEIGHTS, DecodeError, decode
-from training.metrics import evaluate_predictions
+from training.metrics import evaluate_predictions, within_source_aucs
 from training.records import CLASSES
 
 from . import ood_probe, verify
@@ -164,7 +164,10 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
         info["sha256"] = sha256_file(staging / name)
         info["size"] = (staging / name).stat().st_size
 
+    _log("export: source/label confounding check ...")
     card = model_card(ckpt, checkpoint, data, files, checks, int8_report)
+    card["shortcuts"] = shortcut_report(checkpoint, data, ckpt["data_summary"], labels, fp32_out["probabilities"],
+                                        patients, sources, n_boot)
     (staging / "model.json").write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
     (staging / "verification.md").write_text(verify.table(checks) + "\n")
     (out / "model.json").unlink(missing_ok=True)  # model.json appears last: its presence means "accepted"
@@ -175,6 +178,60 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
     shutil.rmtree(staging)
     _log(f"export: done in {time.perf_counter() - started:.0f} s")
     return card
+
+
+CONFOUNDED_SHARE = 0.8  # a class with this share of its images from one source is confounded with it
+
+
+def shortcut_report(checkpoint: Path, data: Path, summary: dict, labels, probabilities, patients, sources,
+                    n_boot: int) -> dict:
+    """How far the model could be recognising the source instead of the disease, in plain words and numbers: where
+    each class's training images came from, the source probe, and discrimination inside a single source."""
+    from training.evaluate import source_probe_all_splits
+    from training.model import load_checkpoint
+    from training.preprocess import Normalize
+
+    per_class = {}
+    for split in summary["counts"].values():
+        for source, by_class in split.items():
+            for label, n in by_class.items():
+                per_class.setdefault(label, {}).setdefault(source, 0)
+                per_class[label][source] += n
+    shares = {label: {s: n / max(sum(c.values()), 1) for s, n in sorted(c.items(), key=lambda kv: -kv[1]) if n}
+              for label, c in per_class.items()}
+    report = {"class_sources": shares, "source_probe": None, "within_source": [], "summary": []}
+    if len(summary["sources"]) < 2:
+        report["summary"] = ["All training images come from one source, so whether the model learned the source "
+                             "instead of the disease cannot be measured here."]
+        return report
+    model, ckpt = load_checkpoint(checkpoint)
+    pre = ckpt["preprocess"]
+    report["source_probe"] = source_probe_all_splits(model, Normalize(pre["mean"], pre["std"]), data)
+    report["within_source"] = within_source_aucs(labels, probabilities, patients, sources, n_boot) if len(labels) else []
+    report["summary"] = shortcut_sentences(shares, report["source_probe"], report["within_source"])
+    return report
+
+
+def shortcut_sentences(shares: dict, probe: dict | None, within: list[dict]) -> list[str]:
+    where = "; ".join(f"{label}: " + ", ".join(f"{100 * share:.0f}% {source}" for source, share in by.items())
+                      for label, by in shares.items())
+    sentences = [f"Where each class's training images came from: {where}."]
+    if any(max(by.values(), default=0) >= CONFOUNDED_SHARE for by in shares.values()):
+        sentences.append("Classes came mostly from different collections, so the model may have learned to "
+                         "recognise where a picture came from (hospital, scanner, the look of a journal figure) "
+                         "instead of the disease. Treat the overall test results as optimistic.")
+    if probe and probe.get("all"):
+        p = probe["all"]
+        sentences.append(f"From the model's internal features, a simple classifier tells which collection an image "
+                         f"came from in {100 * p['accuracy']:.0f}% of cases (always guessing the largest collection: "
+                         f"{100 * p['chance_accuracy']:.0f}%).")
+    for w in within:
+        n = sum(w["n"].values())
+        ci = w["ci95"]
+        sentences.append(f"Inside {w['source']} alone, where the source gives nothing away, {w['pair']}: AUC "
+                         f"{w['auc']:.2f} (95% CI {ci[0]:.2f}-{ci[1]:.2f}; {n} test images; 0.5 is chance, 1.0 "
+                         "perfect).")
+    return sentences
 
 
 def _json_default(value):

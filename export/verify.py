@@ -19,7 +19,7 @@ from training.metrics import macro_auc
 from training.model import load_checkpoint
 from training.ood import MahalanobisScore
 from training.phantoms import phantom
-from training.preprocess import Preprocess
+from training.preprocess import GeometryConfig, Preprocess
 
 from .wrapper import INPUT_NAME, OUTPUT_NAMES
 
@@ -84,7 +84,7 @@ def parity_batch(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def _reference_no_grad(classifier, checkpoint, x):
     pre = checkpoint["preprocess"]
-    inputs = Preprocess(pre["size"], pre["mean"], pre["std"])(x)
+    inputs = Preprocess(GeometryConfig.of(pre), pre["mean"], pre["std"])(x)
     _, pooled = classifier.forward_features(inputs)
     logits = classifier.fc(pooled)
     o = checkpoint["ood"]

@@ -13,7 +13,7 @@ from torch import nn
 from training.gradcam import cam_from_weights
 from training.model import load_checkpoint
 from training.ood import MahalanobisScore
-from training.preprocess import Preprocess
+from training.preprocess import GeometryConfig, Preprocess
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("probabilities", "logits", "cam", "ood_score")
@@ -43,7 +43,7 @@ def from_checkpoint(path) -> tuple[ExportModel, dict]:
                          "best.pt (training writes them after the last epoch)")
     pre = checkpoint["preprocess"]
     o = checkpoint["ood"]
-    model = ExportModel(classifier, Preprocess(pre["size"], pre["mean"], pre["std"]),
+    model = ExportModel(classifier, Preprocess(GeometryConfig.of(pre), pre["mean"], pre["std"]),
                         checkpoint["calibration"]["temperature"],
                         MahalanobisScore(o["means"], o["components"], o["eigenvalues"], o["residual_variance"]))
     return model.eval(), checkpoint

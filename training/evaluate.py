@@ -84,7 +84,7 @@ def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000
               "patients": len(set(patients)), "bootstrap": n_boot, "temperature": temperature}
     result.update(evaluate_predictions(y, probs, patients, sources, n_boot))
     result["within_source"] = within_source_aucs(y, probs, patients, sources, n_boot)
-    result["source_probe"] = _source_probe_all_splits(model, normalize, data, progress)
+    result["source_probe"] = source_probe_all_splits(model, normalize, data, progress)
     result["calibration"] = {"nll_before": nll(logits, s.labels), "nll_after": nll(logits, s.labels, temperature),
                              "ece_before": expected_calibration_error(raw, y),
                              "ece_after": expected_calibration_error(probs, y)}
@@ -108,7 +108,7 @@ def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000
     return result
 
 
-def _source_probe_all_splits(model, normalize, data, progress: bool) -> dict | None:
+def source_probe_all_splits(model, normalize, data, progress: bool = False) -> dict | None:
     """The source probe on the pooled features of every image (all splits: the probe is cross-validated itself)."""
     splits = [load_split(data, name) for name in ("train", "val", "test")]
     rows = [r for sp in splits for r in sp.rows]

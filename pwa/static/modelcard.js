@@ -88,7 +88,7 @@ export function renderModelCard(container, card) {
     ["Calibration", `temperature ${fixed(card.temperature)} fitted on ${calibration.fitted_on ?? "?"} ` +
       `(ECE ${fixed(calibration.ece_before)} → ${fixed(calibration.ece_after)})`],
     ["Out-of-distribution check", `feature distance above ${fixed(card.ood_threshold, 1)} (the ` +
-      `${card.ood_percentile ?? "?"}th percentile of the training images) shows the warning`],
+      `${card.ood_percentile ?? "?"}th percentile of the validation images) shows the warning`],
     ["Default model file", card.default_model],
     ["int8", card.int8?.note],
   ]));
@@ -97,6 +97,8 @@ export function renderModelCard(container, card) {
     el("section", {}, el("h3", { textContent: "Intended use" }), el("p", { textContent: card.intended_use ?? "" })),
     el("section", {}, el("h3", { textContent: "Limitations" }),
       el("ul", {}, (card.limitations ?? []).map((text) => el("li", { textContent: text })))),
+    card.shortcuts?.summary?.length ? el("section", { id: "known-bias" }, el("h3", { textContent: "Known bias: source and label" }),
+      el("ul", {}, card.shortcuts.summary.map((text) => el("li", { textContent: text })))) : null,
     about,
     trainingData(card),
     ...Object.entries(card.files ?? {}).sort(([a], [b]) => (a === card.default_model ? -1 : b === card.default_model ? 1 : 0))
