@@ -16,7 +16,8 @@ def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
     from training.records import CLASSES
 
     from . import ood_probe, verify
-    from .package import FP32, INT8, decoded_split, sha256_file
+    from .checksum import sha256_file
+    from .package import FP32, INT8, decoded_split
 
     card = json.loads((folder / "model.json").read_text())
     checkpoint = Path(checkpoint or card["source"]["checkpoint"])

@@ -24,6 +24,7 @@ from training.metrics import evaluate_predictions, within_source_aucs
 from training.records import CLASSES
 
 from . import ood_probe, verify
+from .checksum import sha256_file
 from .onnx_export import RECIPES, export_fp32, quantize_int8
 from .wrapper import INPUT_NAME, OUTPUT_NAMES, from_checkpoint
 
@@ -33,14 +34,6 @@ MODEL_JSON_FORMAT = 1
 
 class ExportRejected(RuntimeError):
     pass
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _log(message: str) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import jinja2
 
+from export.checksum import sha256_file
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -136,7 +138,7 @@ def _load_card(model_dir: Path) -> tuple[dict, bytes]:
             raise SiteError(f"{file} not found, but {path.name} lists it")
         if "size" in info and file.stat().st_size != info["size"]:
             raise SiteError(f"{file} is {file.stat().st_size} bytes, {path.name} says {info['size']}: re-export")
-        if "sha256" in info and _sha256_file(file) != info["sha256"]:
+        if "sha256" in info and sha256_file(file) != info["sha256"]:
             raise SiteError(f"{file} does not match the sha256 in {path.name}: re-export")
     return card, data
 
@@ -307,14 +309,6 @@ def _write(dist: Path, files: dict[str, bytes]) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sri(hex_digest: str) -> str:

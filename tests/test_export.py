@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from export import package
+from export.checksum import sha256_file
 from export.__main__ import main as export_main
 from export.predict import predict_files
 from tests.conftest import REPO
@@ -21,7 +22,7 @@ def test_model_json_validates_and_files_match(tiny_export):
     card = json.loads((tiny_export / "model.json").read_text())
     jsonschema.validate(card, SCHEMA)
     for name, info in card["files"].items():
-        assert package.sha256_file(tiny_export / name) == info["sha256"]
+        assert sha256_file(tiny_export / name) == info["sha256"]
         assert (tiny_export / name).stat().st_size == info["size"]
     assert card["demo"] is True and card["training_data"]["sources"] == ["phantom"]
     assert card["default_model"] in card["files"]
