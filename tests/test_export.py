@@ -137,3 +137,18 @@ def test_predict_matches_pytorch(tiny_export):
     [result] = list(predict_files([image], tiny_export / "model.onnx"))
     expected = reference(classifier, ckpt, decode(image)[None, None])["probabilities"][0]
     np.testing.assert_allclose(list(result["probabilities"].values()), expected, atol=1e-4)
+
+
+def test_shortcut_sentences_say_the_confound_plainly():
+    shares = {"COVID-19": {"ieee8023": 1.0}, "Normal": {"nih": 0.99, "ieee8023": 0.01},
+              "Pneumonia": {"nih": 0.78, "ieee8023": 0.22}}
+    probe = {"all": {"accuracy": 0.95, "chance_accuracy": 0.59, "balanced_accuracy": 0.95}}
+    within = [{"source": "ieee8023", "pair": "COVID-19 vs Pneumonia", "auc": 0.64, "ci95": [0.27, 0.84],
+               "n": {"COVID-19": 29, "Pneumonia": 7}}]
+    text = " ".join(package.shortcut_sentences(shares, probe, within))
+    assert "COVID-19: 100% ieee8023" in text and "Pneumonia: 78% nih, 22% ieee8023" in text
+    assert "instead of the disease" in text
+    assert "95% of cases" in text and "59%" in text
+    assert "Inside ieee8023 alone" in text and "AUC 0.64 (95% CI 0.27-0.84; 36 test images" in text
+    balanced = {"Normal": {"a": 0.5, "b": 0.5}, "Pneumonia": {"a": 0.5, "b": 0.5}}
+    assert "instead of the disease" not in " ".join(package.shortcut_sentences(balanced, None, []))

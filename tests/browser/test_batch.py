@@ -89,6 +89,8 @@ def test_normal_session_has_no_console_errors_and_stays_responsive(app, xrays):
     app.page.fill("#opacity", "30")
     app.page.click("#model-card summary")
     assert app.page.is_visible("#model-card-body h3")
+    # The model card states what is known of the source/label confound (here: one source, cannot be measured).
+    assert "one source" in app.page.text_content("#known-bias")
     longest = app.page.evaluate("window.__longest")
     assert longest < 250, f"a main-thread task took {longest:.0f} ms during the batch"
     assert not app.problems(), app.problems()
