@@ -5,10 +5,11 @@ the same chest is imaged differently. Horizontal flip is off by default: chest a
 (heart, aortic knob, gastric bubble) and burned-in side markers read backwards, so a flipped film is not a
 plausible radiograph.
 
-Harmonisation (`harmonize=True`, off by default until measured: see docs/shortcuts.md) adds the degradations that
-separate sources in chest X-ray collections: down-and-up sampling (low-resolution journal figures), blur, noise and
-JPEG re-compression, so that a model cannot tell a hospital export from a figure by its pixel texture. It also
-makes the model robust to perturbations of a few grey levels, which is what int8 quantisation adds.
+Harmonisation (`AugmentConfig.harmonize`; training turns it on by default, docs/shortcuts.md) adds the
+degradations that separate sources in chest X-ray collections: down-and-up sampling (low-resolution journal
+figures), blur, noise and JPEG re-compression, so that a model cannot tell a hospital export from a figure by its
+pixel texture. It also makes the model robust to perturbations of a few grey levels, which is what int8
+quantisation adds.
 
 Parameters are drawn for a whole epoch at once from a generator seeded by (seed, epoch), indexed by the sample's
 position in the epoch. Any process (a resumed run, one rank of several) draws the same parameters for the same
@@ -119,5 +120,5 @@ def degrade(image: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     if quality > 0:
         buffer = io.BytesIO()
         Image.fromarray(x[0, 0].round().to(torch.uint8).numpy()).save(buffer, format="JPEG", quality=int(quality))
-        x = torch.from_numpy(np.asarray(Image.open(buffer), dtype=np.float32))[None, None]
+        x = torch.from_numpy(np.asarray(Image.open(buffer), dtype=np.float32))[None, None].to(image.dtype)
     return x[0]

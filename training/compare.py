@@ -22,12 +22,13 @@ from .records import CLASSES
 from .train import TrainConfig, train
 
 # name -> (prepare options, train options)
+PLAIN = {"harmonize": False, "balance_sources": False}
 VARIANTS = {
-    "baseline": ({}, {}),
-    "harmonize": ({}, {"harmonize": True}),
-    "balance": ({}, {"balance_sources": True}),
-    "crop": ({"crop_borders": True}, {}),
-    "notext": ({"suppress_text": True}, {}),
+    "baseline": ({}, PLAIN),
+    "harmonize": ({}, {**PLAIN, "harmonize": True}),
+    "balance": ({}, {**PLAIN, "balance_sources": True}),
+    "crop": ({"crop_borders": True}, PLAIN),
+    "notext": ({"suppress_text": True}, PLAIN),
     "all": ({"crop_borders": True, "suppress_text": True}, {"harmonize": True, "balance_sources": True}),
 }
 
@@ -64,7 +65,7 @@ def table(rows: dict[str, dict]) -> str:
     head = ["variant", "macro AUC [95% CI]"]
     head += [f"{c} sens / PPV" for c in CLASSES]
     head += ["ieee8023 COVID-19 vs Pneumonia AUC", "NIH Normal vs Pneumonia AUC", "source probe acc (bal.)",
-             "probe within Pneumonia acc (bal.)", "ECE after", "epochs"]
+             "probe within Pneumonia acc (bal.)", "top-1 changed by +-2 grey levels", "ECE after", "epochs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in rows.items():
         a = m["all"]
@@ -77,6 +78,8 @@ def table(rows: dict[str, dict]) -> str:
         probe = m.get("source_probe") or {}
         for p in (probe.get("all"), (probe.get("within_label") or {}).get("Pneumonia")):
             cells.append(f"{p['accuracy']:.3f} ({p['balanced_accuracy']:.3f})" if p else "n/a")
+        noise = m.get("noise_sensitivity")
+        cells.append(f"{100 * noise['changed_top1']:.1f}%" if noise else "n/a")
         cells.append(f"{m['calibration']['ece_after']:.3f}")
         cells.append(str(m.get("training", {}).get("epochs", "")))
         lines.append("| " + " | ".join(cells) + " |")

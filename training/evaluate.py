@@ -59,6 +59,17 @@ def pointing_game(model, normalize, split, predicted: np.ndarray) -> dict | None
             "point_rate": point_hits / n}
 
 
+def noise_sensitivity(model, normalize, images: torch.Tensor, logits: torch.Tensor, levels: float = 2.0,
+                      seed: int = 0) -> float:
+    """Share of images whose predicted class changes when uniform noise of +-`levels` grey levels is added: a model
+    that reads pixel-level texture (often the source's compression or noise) is fragile, and int8 quantisation,
+    which adds noise of that size, then changes its answers."""
+    generator = torch.Generator().manual_seed(seed)
+    noisy = (images.float() + (torch.rand(images.shape, generator=generator) * 2 - 1) * levels).clamp(0, 255)
+    noisy_logits, _ = predict(model, normalize, noisy)
+    return float((noisy_logits.argmax(1) != logits.argmax(1)).float().mean())
+
+
 def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000, gradcam_samples: int = 12,
              progress: bool = True) -> dict:
     out = Path(out)
@@ -92,6 +103,7 @@ def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000
         scores = ood_scorer(ckpt)(features).numpy()
     result["ood"] = {"threshold": ckpt["ood"]["threshold"], "flagged_rate": float((scores > ckpt["ood"]["threshold"]).mean())}
     predicted = probs.argmax(1)
+    result["noise_sensitivity"] = {"levels": 2.0, "changed_top1": noise_sensitivity(model, normalize, s.images, logits)}
     result["pointing_game"] = pointing_game(model, normalize, s, predicted)
 
     figures = {"roc": plots.roc_curves(y, probs, out / "roc.png"),
@@ -189,6 +201,8 @@ def report_markdown(r: dict, ckpt: dict) -> str:
             if p:
                 lines.append(f"| {name} | {p['n']} | {p['accuracy']:.3f} | {p['balanced_accuracy']:.3f} | "
                              f"{p['chance_accuracy']:.3f} |")
+    lines += ["", "## Robustness", "", f"Uniform noise of +-{r['noise_sensitivity']['levels']:g} grey levels changes "
+              f"the predicted class of {100 * r['noise_sensitivity']['changed_top1']:.1f}% of these images."]
     c = r["calibration"]
     lines += ["", "## Calibration", "",
               f"Temperature {r['temperature']:.3f} (fitted on validation). On this split: NLL {c['nll_before']:.3f} -> "

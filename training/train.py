@@ -55,7 +55,7 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     hflip: bool = False
-    harmonize: bool = False  # resolution/compression/noise harmonisation (training/augment.py)
+    harmonize: bool = True  # resolution/compression/noise harmonisation (training/augment.py; docs/shortcuts.md)
     balance_sources: bool = False  # equal weight to every source within a class (training/data.py)
     max_steps: int = 0  # stop after this many optimiser steps (smoke tests); 0: no limit
     checkpoint_every: int = 0  # also write last.pt every N steps inside an epoch; 0: at epoch ends only
@@ -408,8 +408,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hflip", action="store_true", help="add horizontal flips (off: anatomy is not symmetric)")
     parser.add_argument("--balance-sources", action="store_true",
                         help="weight every data source equally within each class (see training/data.py)")
-    parser.add_argument("--harmonize", action="store_true",
-                        help="add down-up sampling, blur, noise and JPEG re-compression (see training/augment.py)")
+    parser.add_argument("--no-harmonize", dest="harmonize", action="store_false",
+                        help="leave out the down-up sampling, blur, noise and JPEG re-compression augmentation "
+                             "(on by default: docs/shortcuts.md)")
     parser.add_argument("--device", default=defaults.device, choices=distributed.DEVICES,
                         help="auto: CUDA if available (each torchrun rank takes GPU LOCAL_RANK), else CPU")
     parser.add_argument("--amp", default=defaults.amp, choices=sorted(distributed.AMP),
