@@ -34,7 +34,7 @@ def _worker(args) -> None:
     import torch
 
     from training import augment, distributed
-    from training.data import class_weights, load_split
+    from training.data import load_split, sample_weights
     from training.model import ARCHS, build_model
     from training.preprocess import Normalize
     from training.train import epoch_plan, weighted_loss
@@ -51,7 +51,7 @@ def _worker(args) -> None:
         model = model.to(memory_format=torch.channels_last)
         net = distributed.wrap(model, ctx)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        weights = class_weights(split.labels)
+        weights = sample_weights(split.labels, [r["source"] for r in split.rows])
         order, params = epoch_plan(0, 0, len(split), augment.AugmentConfig())
         distributed.check_batch_size(args.batch_size, ctx.world_size)
         position = 0
@@ -68,7 +68,7 @@ def _worker(args) -> None:
                 local = distributed.shard(idx, ctx)
                 x = normalize(augment.apply(split.images[local], params[local]))
                 x = x.contiguous(memory_format=torch.channels_last)
-                loss = weighted_loss(net(x), split.labels[local], weights, weights[split.labels[idx]].sum())
+                loss = weighted_loss(net(x), split.labels[local], weights[local], weights[idx].sum())
                 optimizer.zero_grad(set_to_none=True)
                 (loss * ctx.world_size).backward()
                 optimizer.step()
