@@ -24,7 +24,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# Benchmarks measure the demo model by default (built or reused by build.py); see README "Performance".
 bench: setup
+	$(PY) build.py
 	$(PY) -m bench
 
 # The documented real-data run on the shared 611 images (long: run it in the background). ARCH/WEIGHTS select
