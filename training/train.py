@@ -5,7 +5,7 @@ Defaults (see docs/training.md for the reasoning):
   last epoch; early stopping when validation macro ROC AUC has not improved for 6 epochs.
 - Class imbalance: class-weighted cross-entropy (inverse frequency). Every image is seen exactly once per epoch;
   a balanced sampler would instead repeat the few images of a rare class many times, which overfits small data.
-- Augmentation: training/augment.py (no horizontal flip by default).
+- Augmentation: training/augment.py (no horizontal flip by default; harmonisation on by default).
 Outputs in --out: last.pt (every epoch, resumable), best.pt (best validation AUC, with calibration and OOD
 statistics: the input of export), log.csv and TensorBoard events (tb/), summary.json.
 Under torchrun (several processes, GPUs or machines) the same command trains with DistributedDataParallel; --batch-size
