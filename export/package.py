@@ -119,11 +119,15 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
         for recipe in RECIPES:
             _log(f"export: int8 ({recipe.name}), calibrated on {len(calibration)} training images and "
                  f"{len(extra)} generated non-X-ray images ...")
-            quantize_int8(staging / FP32, staging / INT8, calibration + extra, recipe)
-            int8_sess = verify.session(staging / INT8)
-            int8_out = verify.predict_all(int8_sess, test_images)
-            attempt = verify.compare_int8(fp32_out, int8_out, labels, threshold, fp32_outliers,
-                                          verify.predict_all(int8_sess, outliers))
+            try:
+                quantize_int8(staging / FP32, staging / INT8, calibration + extra, recipe)
+                int8_sess = verify.session(staging / INT8)
+                int8_out = verify.predict_all(int8_sess, test_images)
+                attempt = verify.compare_int8(fp32_out, int8_out, labels, threshold, fp32_outliers,
+                                              verify.predict_all(int8_sess, outliers))
+            except Exception as e:  # a recipe the quantiser cannot apply to this graph is a failed attempt
+                _log(f"export: int8 ({recipe.name}) failed: {type(e).__name__}: {e}")
+                attempt = [verify.Check(f"int8 quantisation ran ({type(e).__name__})", 0, 1, False)]
             int8_report["attempts"].append({"recipe": recipe.name, "checks": verify.as_dicts(attempt)})
             if all(c.passed for c in attempt):
                 checks += attempt

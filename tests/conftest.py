@@ -62,6 +62,19 @@ def make_tiny_export(prepared: Path, folder: Path, **train_overrides) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_export_geometry(tmp_path_factory) -> Path:
+    """Like tiny_export, but prepared with the optional in-graph border crop and text suppression."""
+    from training.phantoms import write_phantoms
+    from training.prepare import prepare
+
+    root = tmp_path_factory.mktemp("tiny_geometry")
+    manifest = write_phantoms(root / "phantoms", 60, size=96, seed=0)
+    prepare([str(manifest)], root / "prepared", size=64, progress=False, fractions=(0.6, 0.2, 0.2),
+            crop_borders=True, suppress_text=True)
+    return make_tiny_export(root / "prepared", root)
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tiny_prepared, tmp_path_factory) -> Path:
     """A tiny exported model (phantoms, 64 px, resnet18, 4 epochs): for export, predict and browser tests."""
     return make_tiny_export(tiny_prepared, tmp_path_factory.mktemp("tiny_export"))

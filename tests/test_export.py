@@ -152,3 +152,11 @@ def test_shortcut_sentences_say_the_confound_plainly():
     assert "Inside ieee8023 alone" in text and "AUC 0.64 (95% CI 0.27-0.84; 36 test images" in text
     balanced = {"Normal": {"a": 0.5, "b": 0.5}, "Pneumonia": {"a": 0.5, "b": 0.5}}
     assert "instead of the disease" not in " ".join(package.shortcut_sentences(balanced, None, []))
+
+
+def test_export_with_border_crop_and_text_suppression_verifies(tiny_export_geometry):
+    card = json.loads((tiny_export_geometry / "model.json").read_text())
+    assert card["preprocess"]["crop_borders"] and card["preprocess"]["suppress_text"]
+    fp32_checks = [c for c in card["verification"] if c["name"].startswith("fp32")]
+    assert len(fp32_checks) == 3 and all(c["passed"] for c in fp32_checks)
+    assert export_main(["verify", str(tiny_export_geometry)]) == 0

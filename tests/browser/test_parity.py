@@ -120,3 +120,26 @@ def test_real_jpeg_dicom_matches_python(app, site, shared_cxr, parity_report):
     app.open()
     rows = app.classify([path])
     _check(rows, [path], site["model_path"], site["card"], parity_report)
+
+
+def test_border_crop_and_text_suppression_run_the_same_in_the_browser(browser, tiny_export_geometry, node_modules,
+                                                                         tmp_path):
+    """The optional geometry steps (GridSample, max-pool morphology) are in the graph: the browser must agree."""
+    from pwa.site import build_site
+    from tests.browser.conftest import App, Served
+
+    build_site(tiny_export_geometry, tmp_path / "dist", node_modules)
+    framed = np.zeros((300, 260), np.uint8)
+    framed[30:270, 20:240] = np.asarray(Image.fromarray(_phantom("COVID-19", 256, 4)).resize((220, 240)))
+    Image.fromarray(framed).save(tmp_path / "framed.png")
+    card = json.loads((tiny_export_geometry / "model.json").read_text())
+    served = Served(tmp_path / "dist")
+    try:
+        app = App(browser.new_context(), served.url)
+        app.open("?model=model.onnx")
+        rows = app.classify([tmp_path / "framed.png"])
+        _check(rows, [tmp_path / "framed.png"], tiny_export_geometry / "model.onnx", card, {})
+        assert not app.problems(), app.problems()
+        app.context.close()
+    finally:
+        served.close()
