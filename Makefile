@@ -30,14 +30,17 @@ bench: setup
 	$(PY) -m bench
 
 # The documented real-data run on the shared 611 images (long: run it in the background). ARCH/WEIGHTS select
-# the model, e.g. `make cxr ARCH=efficientnet_lite0 WEIGHTS=imagenet`.
+# the model, e.g. `make cxr ARCH=efficientnet_lite0 WEIGHTS=imagenet`; TRAIN_ARGS adds training options
+# (README "Results" used TRAIN_ARGS=--no-harmonize, the default before issue 8) and TAG names the run folder.
 CXR    ?= ../shared/data/cxr
 ARCH   ?= resnet50
 WEIGHTS ?= none
-RUN    := work/cxr/$(ARCH)-$(WEIGHTS)
+TRAIN_ARGS ?=
+TAG    ?=
+RUN    := work/cxr/$(ARCH)-$(WEIGHTS)$(TAG)
 cxr: setup
 	$(PY) -m training prepare --data $(CXR) --out work/cxr/prepared
-	$(PY) -m training train --data work/cxr/prepared --out $(RUN) --arch $(ARCH) --weights $(WEIGHTS)
+	$(PY) -m training train --data work/cxr/prepared --out $(RUN) --arch $(ARCH) --weights $(WEIGHTS) $(TRAIN_ARGS)
 	$(PY) -m training evaluate --checkpoint $(RUN)/best.pt --data work/cxr/prepared --out $(RUN)/eval
 	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(RUN)/model
 
