@@ -2,9 +2,8 @@
 
 An entry is keyed by the SHA-256 of the file's bytes, under a folder named for the preprocessing version and the
 geometry settings (size, border crop, text suppression): editing a file, or changing preprocessing, misses the cache
-for exactly the files affected. An entry
-holds the resized uint8 image and facts about the decoded original (pixel hash for duplicate detection, size), or the
-decoding error, so bad files are not re-decoded either.
+for exactly the files affected. An entry holds the resized uint8 image and facts about the decoded original (pixel
+hash for duplicate detection, size), or the decoding error, so bad files are not re-decoded either.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +68,12 @@ def sample_weights(labels: torch.Tensor, sources: list[str], balance_sources: bo
     sources = list(sources)
     for k in range(len(CLASSES)):
         members = (labels == k).nonzero().flatten().tolist()
-        counts = {}
-        for i in members:
-            counts[sources[i]] = counts.get(sources[i], 0) + 1
+        if not members:
+            continue
+        counts = Counter(sources[i] for i in members)
         factor = torch.tensor([min(MAX_SOURCE_WEIGHT, len(members) / (len(counts) * counts[sources[i]]))
                                for i in members], dtype=torch.float64)
-        weights[members] *= factor / factor.mean() if members else factor
+        weights[members] *= factor / factor.mean()
     return weights.float()
 
 

@@ -72,8 +72,9 @@ class CropBorders(nn.Module):
 
     The box comes from a 64 x 64 thumbnail: a row (column) is content when its pixels vary (standard deviation above
     `flat_std` grey levels); flat rows and columns at the edges are margins. (The thumbnail's antialiasing blurs the
-    content's edge by about one thumbnail pixel, so the box keeps a sliver of margin rather than cutting content.) The crop is resampled with grid_sample
-    from an antialiased 2*size resize, so the graph has fixed shapes whatever the box.
+    content's edge by about one thumbnail pixel, so the box keeps a sliver of margin rather than cutting content.)
+    The crop is resampled with grid_sample from an antialiased 2*size resize, so the graph has fixed shapes whatever
+    the box.
     """
 
     def __init__(self, size: int = 224, thumbnail: int = 64, flat_std: float = 6.0, margin: float = 0.0):
