@@ -39,7 +39,7 @@ def test_image(folder: Path) -> Path:
         return dicom
     from PIL import Image
 
-    from training.phantoms import phantom
+    from training.data.phantoms import phantom
 
     path = folder / "phantom1024.png"
     Image.fromarray(phantom(np.random.default_rng(0), "Pneumonia", 1024)[0]).save(path)
@@ -47,8 +47,8 @@ def test_image(folder: Path) -> Path:
 
 
 def native_ms(model: Path, image: Path, threads: int, runs: int = 20) -> float:
-    from training.decode import decode
-    from training.heatmap import overlay
+    from training.core.decode import decode
+    from training.core.heatmap import overlay
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
@@ -70,7 +70,7 @@ def native_ms(model: Path, image: Path, threads: int, runs: int = 20) -> float:
 
 
 def browser_runs(browser, url: str, image: Path, card: dict) -> list[dict]:
-    from tests.browser.conftest import App
+    from tests.pwa.conftest import App
 
     rows = []
     for name in card["files"]:
@@ -91,7 +91,7 @@ def browser_runs(browser, url: str, image: Path, card: dict) -> list[dict]:
 
 def first_prediction(browser, url: str, image: Path) -> dict:
     """Seconds from navigation to the first result, and the bytes the first visit downloaded."""
-    from tests.browser.conftest import App
+    from tests.pwa.conftest import App
 
     context = browser.new_context()
     sizes = []
@@ -120,7 +120,7 @@ def lighthouse(url: str, chromium: str) -> dict | None:
     if not binary.exists():
         print("note: node_modules/.bin/lighthouse missing (npm ci); skipping Lighthouse")
         return None
-    from tests.browser.conftest import CHROMIUM_ARGS
+    from tests.pwa.conftest import CHROMIUM_ARGS
 
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
@@ -148,7 +148,7 @@ def main(argv=None):
     from playwright.sync_api import sync_playwright
 
     from pwa.site import build_site
-    from tests.browser.conftest import CHROMIUM_ARGS, Served
+    from tests.pwa.conftest import CHROMIUM_ARGS, Served
 
     card = json.loads((args.model / "model.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:

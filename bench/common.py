@@ -28,7 +28,7 @@ def shared_or_phantoms(folder: Path, n: int = 300) -> Path:
     """The shared real images if present, else `n` phantoms at 512 px written to `folder` (said loudly)."""
     if (SHARED_CXR / "manifest.csv").exists():
         return SHARED_CXR
-    from training.phantoms import write_phantoms
+    from training.data.phantoms import write_phantoms
 
     print(f"note: {SHARED_CXR} not found; using {n} synthetic phantoms instead")
     return write_phantoms(folder, n, size=512).parent

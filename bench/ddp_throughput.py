@@ -33,11 +33,11 @@ def _worker(args) -> None:
     """One rank (started by torchrun): timed training steps; rank 0 writes the measurements to --result."""
     import torch
 
-    from training import augment, distributed
+    from training.data import augment, distributed
     from training.data import load_split, sample_weights
     from training.model import ARCHS, build_model
-    from training.preprocess import Normalize
-    from training.train import epoch_plan, weighted_loss
+    from training.core.preprocess import Normalize
+    from training.loop.train import epoch_plan, weighted_loss
 
     ctx = distributed.setup("cpu", timeout_s=300)
     try:
@@ -115,7 +115,7 @@ def main(argv=None):
     if args.worker:
         return _worker(args)
 
-    from training.prepare import prepare
+    from training.data.prepare import prepare
 
     cores = os.cpu_count() or 1
     # 1 process on every core vs 2 processes on half each; 1 process on 1 core shows what one core does alone.

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.prepare import prepare
+from training.data.prepare import prepare
 
 from .common import machine, print_table, save, shared_or_phantoms
 

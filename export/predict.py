@@ -1,4 +1,4 @@
-"""`python -m export.predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
+"""`cxr predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
 
 Prints one JSON line per image: probabilities, predicted class, OOD flag and timings; `--heatmap-dir` also writes
 an overlay PNG of the predicted class's heatmap. A file that cannot be read gives one JSON line with its error,
@@ -7,18 +7,14 @@ and the run goes on; the exit status is 1 if any file failed.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from training.decode import DecodeError, decode
-from training.heatmap import hottest_point, overlay
-
-OUTPUT_NAMES = ("probabilities", "logits", "cam", "ood_score")
+from training.core.decode import DecodeError, decode
+from training.core.heatmap import hottest_point, overlay
 
 
 class Predictor:
@@ -36,11 +32,12 @@ class Predictor:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self.input_name = self.card["input"]["name"]
+        self.output_names = list(self.card["output_names"])  # model.json is the one source of the graph's names
 
     def predict(self, gray: np.ndarray) -> dict:
         started = time.perf_counter()
-        out = dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES),
-                                                      {self.input_name: gray[None, None].astype(np.float32)})))
+        out = dict(zip(self.output_names, self.session.run(self.output_names,
+                                                           {self.input_name: gray[None, None].astype(np.float32)})))
         probabilities = out["probabilities"][0]
         k = int(probabilities.argmax())
         cam = out["cam"][0]
@@ -84,23 +81,19 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
         yield result
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m export.predict", description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
     parser.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
     parser.add_argument("--model", required=True, type=Path, help="model.onnx or model.int8.onnx (beside model.json)")
     parser.add_argument("--heatmap-dir", type=Path, help="write <name>.heatmap.png overlays here")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (default: all cores)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+
+
+def run(args) -> int:
     try:
-        results = predict_files(args.images, args.model, args.heatmap_dir, args.threads)
         failed = 0
-        for result in results:
+        for result in predict_files(args.images, args.model, args.heatmap_dir, args.threads):
             failed += "error" in result
             print(json.dumps(result), flush=True)
     except FileNotFoundError as e:
         raise SystemExit(f"predict: {e}") from None
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

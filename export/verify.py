@@ -1,8 +1,9 @@
 """Verification of exported models: each check is a row (name, measured, limit, passed) of one table.
 
 - fp32 ONNX vs PyTorch at several input sizes and batch sizes. The PyTorch side is computed independently of the
-  export wrapper, straight from the checkpoint (training modules: preprocessing, classifier, temperature, OOD
-  statistics, autograd Grad-CAM), so a wrong temperature or a perturbed weight in the exported copy fails.
+  export wrapper, straight from the checkpoint (its preprocessing, classifier and OOD scorer; softmax with the
+  temperature in float64; autograd Grad-CAM), so a wrong temperature or a perturbed weight in the exported copy
+  fails.
 - int8 vs fp32 on the test split: top-1 agreement, macro AUC drop, heatmap correlation, OOD decision agreement.
 """
 
@@ -14,12 +15,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from training.gradcam import gradcam
-from training.metrics import macro_auc
-from training.model import load_checkpoint
-from training.ood import MahalanobisScore
-from training.phantoms import phantom
-from training.preprocess import GeometryConfig, Preprocess
+from training.core.markdown import table as markdown_table
+from training.core.metrics import macro_auc
+from training.data.phantoms import phantom
+from training.model.checkpoint import Checkpoint, load_checkpoint
+from training.model.gradcam import gradcam
 
 from .wrapper import INPUT_NAME, OUTPUT_NAMES
 
@@ -47,13 +47,12 @@ class Check:
     def __post_init__(self):
         self.measured, self.passed = float(self.measured), bool(self.passed)
 
-    def row(self) -> str:
-        mark = "PASS" if self.passed else "FAIL"
-        return f"| {self.name} | {self.measured:.3g} | {self.limit:g} | {mark} |"
+    def cells(self) -> list[str]:
+        return [self.name, f"{self.measured:.3g}", f"{self.limit:g}", "PASS" if self.passed else "FAIL"]
 
 
 def table(checks: list[Check]) -> str:
-    return "\n".join(["| check | measured | limit | result |", "|---|---:|---:|---|"] + [c.row() for c in checks])
+    return markdown_table(["check", "measured", "limit", "result"], [c.cells() for c in checks], "lrrl")
 
 
 def as_dicts(checks: list[Check]) -> list[dict]:
@@ -82,17 +81,15 @@ def parity_batch(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @torch.no_grad()
-def _reference_no_grad(classifier, checkpoint, x):
-    pre = checkpoint["preprocess"]
-    inputs = Preprocess(GeometryConfig.of(pre), pre["mean"], pre["std"])(x)
+def _reference_no_grad(classifier, checkpoint: Checkpoint, x):
+    inputs = checkpoint.preprocessing()(x)
     _, pooled = classifier.forward_features(inputs)
     logits = classifier.fc(pooled)
-    o = checkpoint["ood"]
-    ood = MahalanobisScore(o["means"], o["components"], o["eigenvalues"], o["residual_variance"])(pooled)
-    return inputs, torch.softmax(logits.double() / checkpoint["calibration"]["temperature"], 1), ood
+    ood = checkpoint.ood_scorer()(pooled)
+    return inputs, torch.softmax(logits.double() / checkpoint.temperature, 1), ood
 
 
-def reference(classifier, checkpoint, batch: np.ndarray) -> dict:
+def reference(classifier, checkpoint: Checkpoint, batch: np.ndarray) -> dict:
     """What the exported model must output, computed in PyTorch from the checkpoint alone."""
     x = torch.as_tensor(batch, dtype=torch.float32)
     inputs, probabilities, ood = _reference_no_grad(classifier, checkpoint, x)
@@ -101,7 +98,8 @@ def reference(classifier, checkpoint, batch: np.ndarray) -> dict:
 
 
 def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES) -> list[Check]:
-    classifier, checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path).finished()
+    classifier = checkpoint.classifier()
     sess = session(onnx_path)
     diffs = {"probabilities": [], "cam": [], "ood": []}
     for i, (n, h, w) in enumerate(sizes):

@@ -10,11 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.gradcam import cam_from_weights
-from training.model import load_checkpoint
-from training.ood import MahalanobisScore
-from training.preprocess import GeometryConfig, Preprocess
+from training.core.preprocess import Preprocess
+from training.model.checkpoint import Checkpoint, load_checkpoint
+from training.model.gradcam import cam_from_weights
+from training.model.ood import MahalanobisScore
 
+# The graph's names. export writes them into model.json (`input.name`, `output_names`), which is where the predictor,
+# the API and the browser read them from.
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("probabilities", "logits", "cam", "ood_score")
 
@@ -35,15 +37,8 @@ class ExportModel(nn.Module):
         return probabilities, logits, cam, self.ood_score(pooled)
 
 
-def from_checkpoint(path) -> tuple[ExportModel, dict]:
-    classifier, checkpoint = load_checkpoint(path)
-    missing = [k for k in ("calibration", "ood") if k not in checkpoint]
-    if missing:
-        raise ValueError(f"{path} has no {' and no '.join(missing)} statistics: it is not a finished training run's "
-                         "best.pt (training writes them after the last epoch)")
-    pre = checkpoint["preprocess"]
-    o = checkpoint["ood"]
-    model = ExportModel(classifier, Preprocess(GeometryConfig.of(pre), pre["mean"], pre["std"]),
-                        checkpoint["calibration"]["temperature"],
-                        MahalanobisScore(o["means"], o["components"], o["eigenvalues"], o["residual_variance"]))
+def from_checkpoint(path) -> tuple[ExportModel, Checkpoint]:
+    checkpoint = load_checkpoint(path).finished()
+    model = ExportModel(checkpoint.classifier(), checkpoint.preprocessing(), checkpoint.temperature,
+                        checkpoint.ood_scorer())
     return model.eval(), checkpoint

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from .headers import app_headers
+
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -33,36 +35,21 @@ MIME_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 
-ISOLATION_HEADERS = {
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Embedder-Policy": "require-corp",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-
-
-def _content_security_policy(dist: Path) -> str | None:
-    """The policy the build wrote into build.json (the same one as index.html's meta tag), plus frame-ancestors,
-    which only works as a header."""
+def build_csp(dist: Path) -> str | None:
+    """The policy the build wrote into build.json (the same one as index.html's meta tag)."""
     try:
-        policy = json.loads((dist / "build.json").read_text())["csp"]
+        return json.loads((dist / "build.json").read_text())["csp"]
     except (OSError, ValueError, KeyError):
         return None
-    return f"{policy}; frame-ancestors 'none'"
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
 
     def end_headers(self):
-        if getattr(self.server, "isolation_headers", True):
-            for name, value in ISOLATION_HEADERS.items():
-                self.send_header(name, value)
-        csp = _content_security_policy(Path(self.directory))
-        if csp:
-            self.send_header("Content-Security-Policy", csp)
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
+        headers = app_headers(build_csp(Path(self.directory)), getattr(self.server, "isolation_headers", True))
+        for name, value in {**headers, "Cache-Control": "no-cache"}.items():
+            self.send_header(name, value)
         super().end_headers()
 
     def list_directory(self, path):  # a static app has no folder listings
@@ -109,13 +96,3 @@ def serve(dist: Path, port: int = 8000) -> None:
         pass
     finally:
         server.server_close()
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m pwa.serve", description="Serve a built dist/ on 127.0.0.1")
-    parser.add_argument("dist", type=Path, nargs="?", default=Path("dist"))
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
-    serve(args.dist, args.port)

@@ -31,8 +31,8 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory) -> Path:
     """60 phantoms prepared at 64 px: the tiny configuration for training, evaluation and export tests."""
-    from training.phantoms import write_phantoms
-    from training.prepare import prepare
+    from training.data.phantoms import write_phantoms
+    from training.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("tiny")
     manifest = write_phantoms(root / "phantoms", 60, size=96, seed=0)
@@ -41,7 +41,7 @@ def tiny_prepared(tmp_path_factory) -> Path:
 
 
 def tiny_config(prepared: Path, out: Path, **overrides):
-    from training.train import TrainConfig
+    from training.loop.config import TrainConfig
 
     settings = dict(data=str(prepared), out=str(out), arch="resnet18", weights="none", epochs=2, batch_size=12,
                     lr=1e-3, eval_batch_size=32, ood_dims=16)
@@ -53,7 +53,7 @@ def make_tiny_export(prepared: Path, folder: Path, **train_overrides) -> Path:
     """Train a tiny model (4 epochs, a few seconds) and export it: folder/export holds model.onnx, model.int8.onnx,
     model.json; folder/run the checkpoint."""
     from export.package import export
-    from training.train import train
+    from training.loop.train import train
 
     # Without harmonisation: with it, this tiny model's int8 misses the fidelity bar (AUC drop 0.01-0.04 on 12 test
     # images) and the export ships fp32 only, which would leave the browser's int8 path untested.
@@ -66,8 +66,8 @@ def make_tiny_export(prepared: Path, folder: Path, **train_overrides) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export_geometry(tmp_path_factory) -> Path:
     """Like tiny_export, but prepared with the optional in-graph border crop and text suppression."""
-    from training.phantoms import write_phantoms
-    from training.prepare import prepare
+    from training.data.phantoms import write_phantoms
+    from training.data.prepare import prepare
 
     root = tmp_path_factory.mktemp("tiny_geometry")
     manifest = write_phantoms(root / "phantoms", 60, size=96, seed=0)

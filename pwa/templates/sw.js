@@ -13,13 +13,7 @@
 const CACHE_PREFIX = {{ cache_prefix|tojson }};
 const CACHE = {{ cache|tojson }};
 const PRECACHE = {{ precache|tojson }};
-const HEADERS = {
-  "Cross-Origin-Opener-Policy": "same-origin",
-  "Cross-Origin-Embedder-Policy": "require-corp",
-  "Cross-Origin-Resource-Policy": "same-origin",
-  "Content-Security-Policy": {{ (csp ~ "; frame-ancestors 'none'")|tojson }},
-  "X-Content-Type-Options": "nosniff",
-};
+const HEADERS = {{ headers|tojson }}; // pwa/headers.py: the same as `build.py serve` sends
 
 const scopeUrl = (path) => new URL(path, self.registration.scope).href;
 

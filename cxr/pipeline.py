@@ -1,0 +1,214 @@
+"""`cxr build`: every stage in order, prepare -> train -> evaluate -> export (verified) -> pwa, skipping those whose
+inputs did not change.
+
+Each stage records a hash of its inputs (settings, input files, and the code that runs it) in WORK/stamps/; a
+stage whose inputs did not change is skipped, so a re-run with nothing changed takes seconds. An interrupted
+training run is resumed rather than restarted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The embedded default: small and fast on 2 CPU cores (a few minutes), clearly a demo (model.json demo: true).
+DEMO = {"phantoms": 600, "phantom_size": 256, "arch": "resnet18", "weights": "none", "epochs": 15, "lr": 1e-3}
+
+# The code each stage runs (folders or files below the repository): its hash is part of the stage's key.
+STAGE_CODE = {
+    "phantoms": ("training/core", "training/data"),
+    "prepare": ("training/core", "training/data"),
+    "train": ("training/core", "training/data", "training/model", "training/loop"),
+    "evaluate": ("training/core", "training/data", "training/model", "training/evaluation"),
+    "export": ("training/core", "training/data", "training/model", "export"),
+    "pwa": ("pwa", "training/core/decode.py"),  # app/contract.js is generated from the decoder
+}
+
+
+def _hash_files(paths) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def code_hash(stage: str) -> str:
+    files = []
+    for part in STAGE_CODE[stage]:
+        path = REPO / part
+        files += [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+    return _hash_files(files)
+
+
+def data_listing_hash(spec: str) -> str:
+    """Cheap fingerprint of a dataset: every file's path, size and mtime (content is hashed later by the cache)."""
+    from training.data.readers import parse_spec
+
+    path = Path(parse_spec(spec)[1])
+    digest = hashlib.sha256(spec.encode())
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        stat = f.stat()
+        digest.update(f"{f}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+class Stages:
+    """Runs stages in order, skipping those whose input key matches the stamp of their last successful run."""
+
+    def __init__(self, work: Path, force: bool):
+        self.stamps = work / "stamps"
+        self.stamps.mkdir(parents=True, exist_ok=True)
+        self.force = force
+
+    def run(self, name: str, key_parts: dict, outputs: list[Path], action) -> bool:
+        key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()
+        stamp = self.stamps / f"{name}.json"
+        previous = json.loads(stamp.read_text()) if stamp.exists() else {}
+        if not self.force and previous.get("key") == key and all(p.exists() for p in outputs):
+            print(f"[{name}] up to date, skipped")
+            return False
+        print(f"[{name}] running ...", flush=True)
+        started = time.perf_counter()
+        stamp.unlink(missing_ok=True)
+        action(resume=previous.get("key") == key)
+        stamp.write_text(json.dumps({"key": key, "seconds": round(time.perf_counter() - started, 1)}) + "\n")
+        print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
+        return True
+
+
+def build(args) -> None:
+    from export.package import export
+    from training.data.phantoms import write_phantoms
+    from training.data.prepare import prepare
+    from training.evaluation.evaluate import evaluate
+    from training.loop.config import TrainConfig
+    from training.loop.train import train
+
+    work, dist = args.work.resolve(), args.dist.resolve()
+    stages = Stages(work, args.force)
+    prepared, run_dir, eval_dir, model_dir = work / "prepared", work / "run", work / "eval", work / "model"
+
+    data = list(args.data or [])
+    demo = not data
+    if demo:
+        phantoms = work / "phantoms"
+        settings = {"n": args.phantoms, "size": DEMO["phantom_size"], "seed": 0}
+        stages.run("phantoms", {**settings, "code": code_hash("phantoms")}, [phantoms / "manifest.csv"],
+                   lambda resume: write_phantoms(phantoms, settings["n"], settings["size"], settings["seed"]))
+        data = [f"manifest:{phantoms / 'manifest.csv'}"]
+
+    prepare_options = {"size": args.size, "seed": args.seed, "class_map": args.class_map,
+                       "patient_regex": args.patient_regex, "rsna_not_normal": args.rsna_not_normal}
+    stages.run("prepare", {"data": {s: data_listing_hash(s) for s in data}, **prepare_options,
+                           "code": code_hash("prepare")}, [prepared / "manifest.csv"],
+               lambda resume: prepare(data, prepared, cache_dir=work / "cache", **prepare_options))
+
+    config = TrainConfig(data=str(prepared), out=str(run_dir),
+                         arch=args.arch or (DEMO["arch"] if demo else "resnet50"),
+                         weights=args.weights or (DEMO["weights"] if demo else "auto"),
+                         epochs=args.epochs or (DEMO["epochs"] if demo else 30),
+                         lr=args.lr or (DEMO["lr"] if demo else 3e-4), batch_size=args.batch_size, seed=args.seed)
+
+    def train_stage(resume):
+        if not (resume and (run_dir / "last.pt").exists()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        train(config, resume=resume and (run_dir / "last.pt").exists())
+
+    stages.run("train", {"config": config.__dict__, "data": _hash_files([prepared / "manifest.csv"]),
+                         "code": code_hash("train")}, [run_dir / "best.pt"], train_stage)
+    checkpoint_hash = _hash_files([run_dir / "best.pt"])
+    stages.run("evaluate", {"checkpoint": checkpoint_hash, "code": code_hash("evaluate")},
+               [eval_dir / "metrics.json"], lambda resume: evaluate(run_dir / "best.pt", prepared, eval_dir))
+    stages.run("export", {"checkpoint": checkpoint_hash, "evaluation": _hash_files([eval_dir / "metrics.json"]),
+                          "code": code_hash("export")}, [model_dir / "model.json"],
+               lambda resume: export(run_dir / "best.pt", model_dir, evaluation=eval_dir / "metrics.json"))
+    build_pwa(model_dir, dist, stages)
+    print(f"\nDone. Evaluation report: {eval_dir / 'report.md'}\nSite: {dist}\n"
+          f"Open it with:  cxr serve   (then http://127.0.0.1:8000/)")
+
+
+def build_pwa(model_dir: Path, dist: Path, stages: Stages | None = None) -> None:
+    from pwa.site import build_site
+
+    model_files = [p for p in model_dir.iterdir() if p.is_file()]
+    key = {"model": _hash_files(model_files), "code": code_hash("pwa"),
+           "node_modules": _hash_files([REPO / "package-lock.json"]), "dist": str(dist)}
+    action = lambda resume: build_site(model_dir, dist, REPO / "node_modules")  # noqa: E731
+    if stages is None:
+        action(False)
+    else:
+        stages.run("pwa", key, [dist / "index.html"], action)
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+
+def add_build_arguments(parser) -> None:
+    parser.add_argument("--data", action="append", metavar="SRC",
+                        help="dataset (repeatable; see `cxr prepare --help`); none: the phantom demo")
+    parser.add_argument("--work", type=Path, default=REPO / "work", help="intermediate files")
+    parser.add_argument("--dist", type=Path, default=REPO / "dist", help="the site")
+    parser.add_argument("--force", action="store_true", help="run every stage even if its inputs did not change")
+    parser.add_argument("--phantoms", type=int, default=DEMO["phantoms"], help="demo only: number of phantoms")
+    training = parser.add_argument_group("training (as `cxr train`)")
+    training.add_argument("--arch", help="default resnet50 (demo: resnet18)")
+    training.add_argument("--weights", help="imagenet | none | auto | PATH (default auto; demo: none)")
+    training.add_argument("--epochs", type=int, help="default 30 (demo: 15)")
+    training.add_argument("--lr", type=float, help="default 3e-4 (demo: 1e-3)")
+    training.add_argument("--batch-size", type=int, default=32)
+    training.add_argument("--seed", type=int, default=0, help="split and training seed")
+    training.add_argument("--size", type=int, default=224, help="network input side")
+    data = parser.add_argument_group("dataset options (as `cxr prepare`)")
+    data.add_argument("--class-map", action="append", default=[], metavar="FOLDER=CLASS")
+    data.add_argument("--patient-regex")
+    data.add_argument("--rsna-not-normal")
+
+
+def run_build(args) -> int:
+    from export.package import ExportRejected
+    from training.data.prepare import parse_class_map
+
+    args.class_map = parse_class_map(args.class_map)
+    try:
+        build(args)
+    except (FileNotFoundError, ValueError, ExportRejected) as e:  # pwa.site.SiteError is a ValueError
+        raise SystemExit(f"build: {e}") from None
+    return 0
+
+
+def add_pwa_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="folder with model.json and the ONNX files")
+    parser.add_argument("--dist", type=Path, default=REPO / "dist", help="where to write the site")
+
+
+def run_pwa(args) -> int:
+    if not (args.model / "model.json").exists():
+        raise SystemExit(f"pwa: {args.model / 'model.json'} not found (run `cxr export` first)")
+    try:
+        build_pwa(args.model, args.dist.resolve())
+    except ValueError as e:  # pwa.site.SiteError: a model file that does not match model.json, ...
+        raise SystemExit(f"pwa: {e}") from None
+    print(f"wrote {args.dist}")
+    return 0
+
+
+def add_serve_arguments(parser) -> None:
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--dist", type=Path, default=REPO / "dist", help="the built site")
+
+
+def run_serve(args) -> int:
+    if not (args.dist / "index.html").exists():
+        raise SystemExit(f"serve: {args.dist} has no index.html (run `cxr build` first)")
+    from pwa.serve import serve
+
+    serve(args.dist, args.port)
+    return 0
+

@@ -1,0 +1,137 @@
+"""model.json: what a model is, how it was verified, and what it is not (the app's model card reads it)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from training.core.checksum import sha256_file
+from training.core.classes import CLASSES
+from training.core.decode import GRAY_WEIGHTS
+from training.core.jsonio import plain
+from training.model.checkpoint import Checkpoint
+
+from . import verify
+from .wrapper import INPUT_NAME, OUTPUT_NAMES
+
+FP32, INT8 = "model.onnx", "model.int8.onnx"
+MODEL_JSON_FORMAT = 1
+
+
+def _created() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")  # reproducible builds
+    moment = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _project_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cxr-triage")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+CONFOUNDED_SHARE = 0.8  # a class with this share of its images from one source is confounded with it
+
+
+def shortcut_report(summary: dict, source_probe: dict | None, labels, probabilities, patients, sources,
+                    n_boot: int) -> dict:
+    """How far the model could be recognising the source instead of the disease, in plain words and numbers: where
+    each class's training images came from, the source probe (measured by `cxr evaluate`), and discrimination
+    inside a single source (on this export's fp32 outputs)."""
+    per_class = {}
+    for split in summary["counts"].values():
+        for source, by_class in split.items():
+            for label, n in by_class.items():
+                per_class.setdefault(label, {}).setdefault(source, 0)
+                per_class[label][source] += n
+    shares = {label: {s: n / max(sum(c.values()), 1) for s, n in sorted(c.items(), key=lambda kv: -kv[1]) if n}
+              for label, c in per_class.items()}
+    report = {"class_sources": shares, "source_probe": None, "within_source": [], "summary": []}
+    if len(summary["sources"]) < 2:
+        report["summary"] = ["All training images come from one source, so whether the model learned the source "
+                             "instead of the disease cannot be measured here."]
+        return report
+    report["source_probe"] = source_probe
+    report["within_source"] = within_source_aucs(labels, probabilities, patients, sources, n_boot) if len(labels) else []
+    report["summary"] = shortcut_sentences(shares, report["source_probe"], report["within_source"])
+    return report
+
+
+def shortcut_sentences(shares: dict, probe: dict | None, within: list[dict]) -> list[str]:
+    where = "; ".join(f"{label}: " + ", ".join(f"{100 * share:.0f}% {source}" for source, share in by.items())
+                      for label, by in shares.items())
+    sentences = [f"Where each class's training images came from: {where}."]
+    if any(max(by.values(), default=0) >= CONFOUNDED_SHARE for by in shares.values()):
+        sentences.append("Classes came mostly from different collections, so the model may have learned to "
+                         "recognise where a picture came from (hospital, scanner, the look of a journal figure) "
+                         "instead of the disease. Treat the overall test results as optimistic.")
+    if probe and probe.get("all"):
+        p = probe["all"]
+        sentences.append(f"From the model's internal features, a simple classifier tells which collection an image "
+                         f"came from in {100 * p['accuracy']:.0f}% of cases (always guessing the largest collection: "
+                         f"{100 * p['chance_accuracy']:.0f}%).")
+    for w in within:
+        n = sum(w["n"].values())
+        ci = w["ci95"]
+        sentences.append(f"Inside {w['source']} alone, where the source gives nothing away, {w['pair']}: AUC "
+                         f"{w['auc']:.2f} (95% CI {ci[0]:.2f}-{ci[1]:.2f}; {n} test images; 0.5 is chance, 1.0 "
+                         "perfect).")
+    return sentences
+
+
+def model_card(ckpt: Checkpoint, checkpoint: Path, data: Path, files: dict, checks, int8_report: dict) -> dict:
+    summary = ckpt.data_summary
+    demo = summary["sources"] == ["phantom"]
+    digest = hashlib.sha256("".join(files[n]["sha256"] for n in sorted(files)).encode()).hexdigest()
+    default = INT8 if INT8 in files else FP32
+    cam_side = ckpt.preprocess.geometry.size // 32  # all supported backbones have output stride 32
+    card = {
+        "format": MODEL_JSON_FORMAT,
+        "name": "cxr-triage",
+        "version": f"{_project_version()}+{digest[:12]}",
+        "created": _created(),
+        "demo": demo,
+        "classes": list(CLASSES),
+        "arch": ckpt.arch,
+        "weights_origin": ckpt.weights_origin,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 1, "height", "width"],
+                  "range": [0, 255], "gray_weights": list(GRAY_WEIGHTS)},
+        "outputs": {"probabilities": ["batch", len(CLASSES)], "logits": ["batch", len(CLASSES)],
+                    "cam": ["batch", len(CLASSES), cam_side, cam_side], "ood_score": ["batch"]},
+        "output_names": list(OUTPUT_NAMES),
+        "preprocess": ckpt.preprocess.as_dict(),
+        "temperature": ckpt.temperature,
+        "calibration": ckpt.calibration,
+        "ood_threshold": ckpt.ood_threshold,
+        "ood_percentile": ckpt.ood["percentile"],
+        "files": files,
+        "default_model": default,
+        "int8": int8_report,
+        "training_data": summary,
+        "verification": verify.as_dicts(checks),
+        "source": {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_file(checkpoint),
+                   "data": str(Path(data).resolve())},
+        "intended_use": ("Research and education: a demonstration of in-browser chest X-ray triage. Not a medical "
+                         "device; not for diagnosis, treatment or any clinical decision."),
+        "limitations": limitations(summary, demo),
+    }
+    return plain(card)
+
+
+def limitations(summary: dict, demo: bool) -> list[str]:
+    if demo:
+        return ["DEMO MODEL: trained on synthetic phantoms, not on real radiographs. Its outputs on real X-rays "
+                "mean nothing."]
+    items = [f"Trained on {summary['images']} images from {summary['patients']} patients "
+             f"({', '.join(summary['sources'])}); performance elsewhere is unknown.",
+             "Metrics come from a held-out split of the same sources, by patient; external validation has not been "
+             "done.",
+             "Only frontal chest radiographs of adults are in scope; other images should be flagged as "
+             "out-of-distribution, but the flag can miss.",
+             "The heatmap shows what drove the score, not where disease is."]
+    return items

@@ -1,0 +1,243 @@
+// The page: file inputs and the drop zone, the batch loop (one file at a time in the worker), the table, the
+// viewer, the model card and the engine status. Decoding and inference run in worker.js; the service worker
+// (sw.js) is registered by sw-register.js.
+import { InferenceClient } from "./client.js";
+import { downloadCsv, toCsv } from "./csv.js";
+import { renderModelCard } from "./modelcard.js";
+import { ResultsTable } from "./results.js";
+import { registerServiceWorker, takeUpdatedFlag } from "./sw-register.js";
+import { Viewer } from "./viewer.js";
+import { INFERNO } from "../shared/contract.js";
+
+const $ = (selector) => document.querySelector(selector);
+const params = new URLSearchParams(location.search);
+
+const state = { card: null, build: null, files: [], batch: 0, running: false, shown: -1, ready: false };
+
+const status = $("#status");
+function setStatus(text, kind = "info") {
+  status.textContent = text;
+  status.dataset.kind = kind;
+}
+
+function showNotice(text, action) {
+  const notice = $("#update-notice");
+  notice.replaceChildren(text);
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = action.label;
+    button.addEventListener("click", action.run);
+    notice.append(" ", button);
+  }
+  notice.hidden = false;
+}
+
+async function fetchJson(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function drawColorbar() {
+  const canvas = $("#colorbar");
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(256, 1);
+  for (let i = 0; i < 256; i++) {
+    for (let c = 0; c < 3; c++) image.data[4 * i + c] = parseInt(INFERNO.substr(6 * i + 2 * c, 2), 16);
+    image.data[4 * i + 3] = 255;
+  }
+  context.putImageData(image, 0, 0);
+}
+
+function showEngine(info) {
+  const engine = $("#engine");
+  Object.assign(engine.dataset, {
+    threads: String(info.threads), isolated: String(info.isolated), model: info.model, version: info.version,
+    build: state.build?.build ?? "",
+  });
+  engine.textContent = `Engine: onnxruntime-web ${info.ort} (WebAssembly, ${info.threads} ` +
+    `thread${info.threads === 1 ? "" : "s"}${info.isolated ? ", cross-origin isolated" : ", not cross-origin isolated"})` +
+    ` · model ${info.model} (${info.precision}) · version ${info.version}` +
+    (state.build ? ` · build ${state.build.build.slice(0, 12)}` : "");
+}
+
+// --- the batch -------------------------------------------------------------------------------------------------
+
+let client, table, viewer;
+
+async function classify(files) {
+  if (!files.length) return;
+  if (!state.ready) {
+    setStatus("The model is still loading: try again in a moment.", "error");
+    return;
+  }
+  client.cancel();
+  const batch = ++state.batch;
+  state.files = files;
+  state.running = true;
+  state.shown = -1;
+  table.reset(files);
+  $("#results").hidden = files.length < 2;
+  $("#results").dataset.state = "running";
+  $("#download-csv").disabled = true;
+  const progress = $("#progress");
+  progress.max = files.length;
+  progress.value = 0;
+  let done = 0;
+  const started = performance.now();
+  await Promise.all(files.map(async (file, index) => {
+    let result;
+    try {
+      result = await client.request("classify", { file, name: file.name, display: index === 0 });
+    } catch (e) {
+      result = { name: file.name, error: `internal error: ${e.message}` };
+    }
+    if (batch !== state.batch || result.cancelled) return;
+    const { image, heat, ...data } = result;
+    table.update(index, data);
+    if (index === 0) showResult(0, image ? { image, heat } : null);
+    done += 1;
+    progress.value = done;
+    setStatus(`Classified ${done} of ${files.length} file${files.length === 1 ? "" : "s"}…`);
+  }));
+  if (batch !== state.batch) return;
+  state.running = false;
+  $("#results").dataset.state = "done";
+  $("#download-csv").disabled = false;
+  const failed = table.results.filter((r) => r.error).length;
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  setStatus(`Done: ${files.length - failed} of ${files.length} file${files.length === 1 ? "" : "s"} classified` +
+    `${failed ? `, ${failed} could not be read` : ""} (${seconds} s).`, failed ? "warn" : "info");
+}
+
+function showResult(index, pictures) {
+  const row = table.results[index];
+  if (!row) return;
+  state.shown = index;
+  table.select(index);
+  viewer.show(row, pictures);
+}
+
+async function showRow(index) {
+  const row = table.results[index];
+  if (!row || row.error || !row.cam) return;
+  showResult(index, null);
+  try {
+    const pictures = await client.request("render", {
+      file: row.file, name: row.name, cam: row.cam, camShape: row.camShape, cls: viewer.heatClass(row),
+    }, { urgent: true });
+    if (state.shown === index) viewer.setPictures(pictures.image, pictures.heat);
+  } catch (e) {
+    setStatus(`Cannot show ${row.name}: ${e.message}`, "error");
+  }
+}
+
+async function redrawHeat() {
+  const row = table.results[state.shown];
+  if (!row || row.error || !row.cam || !viewer.size) return;
+  const index = state.shown;
+  const { heat } = await client.request("heatmap", {
+    cam: row.cam, camShape: row.camShape, cls: viewer.heatClass(row), ...viewer.size,
+  }, { urgent: true });
+  if (state.shown === index) viewer.setHeat(heat);
+}
+
+// --- wiring ----------------------------------------------------------------------------------------------------
+
+function wireInputs() {
+  const fileInput = $("#file-input");
+  const cameraInput = $("#camera-input");
+  $("#choose-files").addEventListener("click", () => fileInput.click());
+  $("#take-photo").addEventListener("click", () => cameraInput.click());
+  for (const input of [fileInput, cameraInput]) {
+    input.addEventListener("change", () => {
+      classify(Array.from(input.files));
+      input.value = "";
+    });
+  }
+  const zone = $("#dropzone");
+  // A file dropped anywhere else must not make the browser open it.
+  for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
+  zone.addEventListener("dragenter", () => zone.classList.add("dragging"));
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", (e) => {
+    if (!zone.contains(e.relatedTarget)) zone.classList.remove("dragging");
+  });
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    classify(Array.from(e.dataTransfer.files));
+  });
+  $("#download-csv").addEventListener("click", () => {
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+    downloadCsv(toCsv(table.results, state.card.classes), `cxr-triage-${stamp}.csv`);
+  });
+  $("#heat-class").addEventListener("change", () => redrawHeat().catch((e) => setStatus(e.message, "error")));
+  $("#model-choice").addEventListener("change", async (e) => {
+    const file = e.target.value;
+    state.ready = false;
+    setStatus(`Loading ${file}…`);
+    try {
+      showEngine(await client.request("setModel", { model: file }, { urgent: true }));
+      state.ready = true;
+      setStatus(`Model ${file} ready.`);
+      if (state.files.length) classify(state.files);
+    } catch (err) {
+      setStatus(`Cannot load ${file}: ${err.message}`, "error");
+    }
+  });
+}
+
+async function main() {
+  drawColorbar();
+  const updated = takeUpdatedFlag();
+  wireInputs();
+  try {
+    [state.card, state.build] = await Promise.all([fetchJson("model/model.json"), fetchJson("build.json")]);
+  } catch (e) {
+    setStatus(`Cannot load the model description: ${e.message}`, "error");
+    startOfflineSupport();
+    return;
+  }
+  if (updated) {
+    showNotice(`Updated to version ${state.card.version} (build ${state.build.build.slice(0, 12)}).`);
+    $("#update-notice").dataset.version = state.card.version;
+  }
+  $("#footer-version").textContent = state.card.version;
+  renderModelCard($("#model-card-body"), state.card);
+  table = new ResultsTable($("#results-table tbody"), state.card.classes, (i) => showRow(i));
+  viewer = new Viewer($("#viewer"), state.card.classes);
+  client = new InferenceClient(new URL("../worker/worker.js", import.meta.url), (e) => setStatus(e.message, "error"));
+  const requestedModel = params.get("model") || $("#model-choice").value;
+  $("#model-choice").value = requestedModel;
+  try {
+    const info = await client.request("init", { threads: Number(params.get("threads")) || 0, model: requestedModel });
+    $("#model-choice").value = info.model;
+    showEngine(info);
+    state.ready = true;
+    status.dataset.state = "ready";
+    setStatus("Ready. Open or drop chest X-rays: they stay on this device.");
+  } catch (e) {
+    status.dataset.state = "failed";
+    setStatus(`The model could not be loaded: ${e.message}`, "error");
+  }
+  startOfflineSupport();
+}
+
+/** Registered only once the model is loaded: the service worker's precache then revalidates the files the page
+ * has just downloaded (304s from the HTTP cache) instead of downloading the model a second time in parallel. */
+function startOfflineSupport() {
+  registerServiceWorker({
+    isBusy: () => state.running,
+    onUpdateReady: (reload) => showNotice("A new version is ready.", { label: "Reload now", run: reload }),
+    onOfflineReady: () => { document.documentElement.dataset.offline = "ready"; },
+    onError: (e) => console.info(`Offline use is not available: ${e.message}`),
+  });
+}
+
+main();

@@ -1,0 +1,78 @@
+// The results table: one row per file, filled in as the worker answers. Each row carries its result in data-*
+// attributes too (full-precision probabilities, class, OOD flag, hottest cell, error), for scripts and tests.
+import { el, percent } from "./format.js";
+
+export class ResultsTable {
+  constructor(tbody, classes, onShow) {
+    this.tbody = tbody;
+    this.classes = classes;
+    this.onShow = onShow;
+    this.rows = [];
+  }
+
+  /** One pending row per file. */
+  reset(files) {
+    this.tbody.replaceChildren();
+    this.rows = files.map((file, index) => {
+      const button = el("button", { type: "button", className: "small", disabled: true, textContent: "Show" });
+      button.setAttribute("aria-label", `Show ${file.name}`);
+      button.addEventListener("click", () => this.onShow(index));
+      const tr = el("tr", { dataset: { index: String(index), file: file.name, status: "pending" } },
+        el("th", { scope: "row", className: "file-name", textContent: file.name, title: file.name }),
+        this.classes.map(() => el("td", { className: "num", textContent: "…" })),
+        el("td", { textContent: "" }),
+        el("td", { textContent: "" }),
+        el("td", { className: "error-cell", textContent: "" }),
+        el("td", {}, button));
+      this.tbody.append(tr);
+      return { name: file.name, file, tr, button };
+    });
+  }
+
+  /** Fill row `index` with a worker result ({probabilities, ...} or {error}). */
+  update(index, result) {
+    const row = this.rows[index];
+    if (!row) return;
+    Object.assign(row, result, { name: row.name });
+    const cells = row.tr.children;
+    const n = this.classes.length;
+    if (result.error) {
+      row.tr.dataset.status = "error";
+      row.tr.dataset.error = result.error;
+      for (let i = 0; i < n; i++) cells[1 + i].textContent = "–";
+      cells[1 + n].textContent = "–";
+      cells[2 + n].textContent = "–";
+      cells[3 + n].textContent = result.error;
+      return;
+    }
+    Object.assign(row.tr.dataset, {
+      status: "done",
+      probabilities: JSON.stringify(result.probabilities),
+      class: result.className,
+      ood: String(result.ood),
+      oodScore: String(result.oodScore),
+      hottestRow: String(result.hottest[0]),
+      hottestCol: String(result.hottest[1]),
+      width: String(result.width),
+      height: String(result.height),
+      model: result.model,
+      decodeMs: result.timings.decode.toFixed(1),
+      inferenceMs: result.timings.inference.toFixed(1),
+      totalMs: result.timings.total.toFixed(1),
+    });
+    result.probabilities.forEach((p, i) => { cells[1 + i].textContent = percent(p); });
+    cells[1 + n].textContent = result.className;
+    cells[2 + n].textContent = result.ood ? "No: does not look like one" : "Yes";
+    cells[2 + n].classList.toggle("warn", result.ood);
+    cells[3 + n].textContent = "";
+    row.button.disabled = false;
+  }
+
+  select(index) {
+    this.rows.forEach((row, i) => row.tr.classList.toggle("selected", i === index));
+  }
+
+  get results() {
+    return this.rows;
+  }
+}

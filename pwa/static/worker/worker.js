@@ -1,0 +1,150 @@
+// The app's inference worker: decode -> onnxruntime-web -> heatmap, one file at a time, off the main thread.
+//
+// Messages in: {id, type, ...} with type init | setModel | classify | render | heatmap | cancel. Replies:
+// {id, ok: true, result} or {id, ok: false, error}. Requests run in order, one at a time; `urgent` ones (the
+// viewer's) go to the front of the queue, and `cancel` drops the queued classifications (each answered
+// {cancelled: true}). A file that cannot be decoded is a result with `error`, not a failure.
+import { INFERNO } from "../shared/contract.js";
+import { decode, DecodeError } from "./decode.js";
+import { hottestCell, lutFromHex } from "./heatmap.js";
+import { activeThreads, configure, fetchBuildFile, Model, ORT_VERSION } from "./inference.js";
+import { grayBitmap, heatBitmap } from "./render.js";
+
+const LUT = lutFromHex(INFERNO);
+const MODEL_BASE = new URL("../../model/", import.meta.url);
+const SITE = new URL("../../", import.meta.url);
+const WASM = "vendor/ort/ort-wasm-simd-threaded.wasm";
+let card = null;
+let build = null; // build.json: the cache name and every file's SHA-256
+let model = null;
+let threads = 1;
+
+const now = () => performance.now();
+
+function status() {
+  return {
+    threads: activeThreads() ?? threads,
+    isolated: self.crossOriginIsolated === true,
+    model: model?.file ?? null,
+    precision: model ? card.files[model.file]?.precision ?? "" : "",
+    version: card?.version ?? "",
+    ort: ORT_VERSION,
+  };
+}
+
+async function loadModel(file) {
+  if (model?.file === file) return;
+  if (!(file in card.files)) throw new Error(`model.json has no model file ${file}`);
+  const next = await Model.load(new URL(file, MODEL_BASE), file, card, build?.cache);
+  const previous = model;
+  model = next;
+  await previous?.release();
+}
+
+const handlers = {
+  async init({ threads: requested, model: file }) {
+    const response = await fetch(new URL("model.json", MODEL_BASE));
+    if (!response.ok) throw new Error(`cannot load model.json: HTTP ${response.status}`);
+    card = await response.json();
+    const buildResponse = await fetch(new URL("build.json", SITE));
+    build = buildResponse.ok ? await buildResponse.json() : null;
+    const wasm = await fetchBuildFile(new URL(WASM, SITE), WASM, build?.files?.[WASM]?.sha256, build?.cache);
+    // Threads need SharedArrayBuffer, which needs cross-origin isolation; without it onnxruntime uses one.
+    const wanted = Number.isInteger(requested) && requested > 0 ? requested : 2;
+    threads = configure(self.crossOriginIsolated ? wanted : 1, wasm);
+    await loadModel(file && file in card.files ? file : card.default_model);
+    return [status()];
+  },
+
+  async setModel({ model: file }) {
+    await loadModel(file);
+    return [status()];
+  },
+
+  async classify({ file, name, display }) {
+    const t0 = now();
+    let image;
+    try {
+      image = await decode(file, name);
+    } catch (e) {
+      if (e instanceof DecodeError) return [{ name, error: e.reason, message: e.message }];
+      throw e;
+    }
+    const t1 = now();
+    const out = await model.run(image);
+    const t2 = now();
+    const [h, w] = out.camShape;
+    const k = out.probabilities.indexOf(Math.max(...out.probabilities));
+    const result = {
+      name,
+      width: image.width,
+      height: image.height,
+      probabilities: out.probabilities,
+      predicted: k,
+      className: card.classes[k],
+      oodScore: out.oodScore,
+      ood: out.oodScore > card.ood_threshold,
+      hottest: hottestCell(out.cam, h, w, k),
+      cam: out.cam,
+      camShape: out.camShape,
+      model: model.file,
+      version: card.version,
+      timings: { decode: t1 - t0, inference: t2 - t1 },
+    };
+    const transfer = [];
+    if (display) {
+      result.image = await grayBitmap(image);
+      result.heat = await heatBitmap(out.cam, h, w, k, result.image.width, result.image.height, LUT);
+      transfer.push(result.image, result.heat);
+    }
+    result.timings.total = now() - t0;
+    return [result, transfer];
+  },
+
+  // The viewer's picture of a file classified before (decoded again: nothing is kept per file).
+  async render({ file, name, cam, camShape, cls }) {
+    const image = await decode(file, name);
+    const bitmap = await grayBitmap(image);
+    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, bitmap.width, bitmap.height, LUT);
+    return [{ image: bitmap, heat }, [bitmap, heat]];
+  },
+
+  async heatmap({ cam, camShape, cls, width, height }) {
+    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, width, height, LUT);
+    return [{ heat }, [heat]];
+  },
+};
+
+const queue = [];
+let busy = false;
+
+async function pump() {
+  if (busy) return;
+  busy = true;
+  while (queue.length) {
+    const { id, type, ...payload } = queue.shift();
+    try {
+      const [result, transfer = []] = await handlers[type](payload);
+      self.postMessage({ id, ok: true, result }, transfer);
+    } catch (e) {
+      self.postMessage({ id, ok: false, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  busy = false;
+}
+
+self.onmessage = ({ data }) => {
+  if (data.type === "cancel") {
+    for (let i = queue.length - 1; i >= 0; i--) {
+      if (queue[i].type === "classify") self.postMessage({ id: queue.splice(i, 1)[0].id, ok: true, result: { cancelled: true } });
+    }
+    return;
+  }
+  if (!(data.type in handlers)) {
+    self.postMessage({ id: data.id, ok: false, error: `unknown request ${data.type}` });
+    return;
+  }
+  if (data.urgent) queue.unshift(data);
+  else queue.push(data);
+  pump();
+};

@@ -1,0 +1,1 @@
+"""Records, dataset readers, patient splits, the image cache, `prepare`, phantoms and augmentation."""
