@@ -7,7 +7,7 @@
 - Bytes the browser downloads on the first visit (what offline use costs).
 - Lighthouse 12.2.3 category scores (node_modules/.bin/lighthouse).
 
-python -m bench.browser --model DIR    (an export folder; default work/model from `python build.py`)
+python -m bench.browser --model DIR    (an export folder; default work/model from `cxr build`)
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def main(argv=None):
     parser.add_argument("--model", type=Path, default=REPO / "work" / "model")
     args = parser.parse_args(argv)
     if not (args.model / "model.json").exists():
-        raise SystemExit(f"{args.model / 'model.json'} not found: run `python build.py` first, or pass --model")
+        raise SystemExit(f"{args.model / 'model.json'} not found: run `cxr build` first, or pass --model")
     chromium = os.environ.get("CHROMIUM") or shutil.which("chromium")
     if not chromium:
         raise SystemExit("no chromium on PATH (sudo apt-get install chromium)")

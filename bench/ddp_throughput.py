@@ -1,7 +1,7 @@
 """Distributed training images/s on this machine's CPUs: 1 process vs 2 torchrun processes, same global batch.
 
 Each configuration runs under `torchrun --nproc_per_node=P` (gloo on 127.0.0.1) and shares the machine's cores:
-P processes with cores/P threads each (OMP_NUM_THREADS). Every process does what `python -m training train` does
+P processes with cores/P threads each (OMP_NUM_THREADS). Every process does what `cxr train` does
 per step: its shard of the global batch from the in-memory uint8 cache, batched augmentation, channels_last,
 class-weighted loss over the global batch, backward with DistributedDataParallel's all-reduce and the
 synchronised batch norm (2 processes), Adam. One warm-up step, then `--rounds` rounds of `--steps` steps; the
@@ -33,11 +33,12 @@ def _worker(args) -> None:
     """One rank (started by torchrun): timed training steps; rank 0 writes the measurements to --result."""
     import torch
 
-    from training.data import augment, distributed
-    from training.data import load_split, sample_weights
-    from training.model import ARCHS, build_model
     from training.core.preprocess import Normalize
+    from training.data import augment
+    from training.data.dataset import load_split, sample_weights
+    from training.loop import distributed
     from training.loop.train import epoch_plan, weighted_loss
+    from training.model.classifier import ARCHS, build_model
 
     ctx = distributed.setup("cpu", timeout_s=300)
     try:

@@ -43,7 +43,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     card_path = args.model / "model.json"
     if not card_path.exists():
-        raise SystemExit(f"{card_path} not found: run `python build.py` (or `python -m export`) first, or pass --model")
+        raise SystemExit(f"{card_path} not found: run `cxr build` (or `cxr export`) first, or pass --model")
     card = json.loads(card_path.read_text())
     rng = np.random.default_rng(0)
     rows, results = [], []

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from training.data import augment
-from training.data import load_split
-from training.model import ARCHS, build_model
-from training.data.prepare import prepare
+from training.core.classes import CLASSES
 from training.core.preprocess import Normalize
-from training.data.records import CLASSES
+from training.data import augment
+from training.data.dataset import load_split
+from training.data.prepare import prepare
+from training.model.classifier import ARCHS, build_model
 
 from .common import machine, print_table, save, shared_or_phantoms
 

@@ -126,7 +126,7 @@ def load_checkpoint(path) -> Checkpoint:
         value = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(_refusal(path)) from None
-    except (RuntimeError, EOFError) as e:  # not a torch file at all, or a torn one
+    except Exception as e:  # not a torch file at all, or a torn one (the unpickler raises many kinds)
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
     return Checkpoint.from_dict(value, path)
 
