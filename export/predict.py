@@ -1,8 +1,12 @@
 """`cxr predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
 
 Prints one JSON line per image: probabilities, predicted class, OOD flag and timings; `--heatmap-dir` also writes
-an overlay PNG of the predicted class's heatmap. A file that cannot be read gives one JSON line with its error,
-and the run goes on; the exit status is 1 if any file failed.
+an overlay PNG of the model's top class's heatmap. An image that does not look like a frontal chest X-ray (OOD)
+gets `"class": null` and `"class_withheld"` saying why: the probabilities are still there, but no diagnosis is
+given for it. A file that cannot be read gives one JSON line with its error, and the run goes on; the exit
+status is 1 if any file failed.
+
+`Predictor` is the one predictor: this command and the REST API use it, on the same ONNX file and outputs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ from training.core.decode import DecodeError, decode
 from training.core.heatmap import hottest_point, overlay
 
 
+OOD_WITHHELD = "out of distribution: the image does not look like a frontal chest X-ray"
+
+
 class Predictor:
+    """An exported model (model.onnx or model.int8.onnx beside its model.json) in onnxruntime."""
+
     def __init__(self, model: Path, threads: int = 0):
         import onnxruntime as ort
 
@@ -41,11 +50,14 @@ class Predictor:
         probabilities = out["probabilities"][0]
         k = int(probabilities.argmax())
         cam = out["cam"][0]
+        ood = bool(out["ood_score"][0] > self.card["ood_threshold"])
         return {
             "probabilities": {c: float(p) for c, p in zip(self.card["classes"], probabilities)},
-            "class": self.card["classes"][k],
+            "class": None if ood else self.card["classes"][k],  # no diagnosis for what is not a chest X-ray
+            **({"class_withheld": OOD_WITHHELD} if ood else {}),
+            "top_class": self.card["classes"][k],  # the model's raw argmax, whatever the image is
             "ood_score": float(out["ood_score"][0]),
-            "ood": bool(out["ood_score"][0] > self.card["ood_threshold"]),
+            "ood": ood,
             "hottest_cell": [int(v) for v in np.unravel_index(int(cam[k].argmax()), cam[k].shape)],
             "cam": cam,
             "inference_ms": (time.perf_counter() - started) * 1000,
@@ -72,7 +84,7 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
         if heatmap_dir:
             from PIL import Image
 
-            k = predictor.card["classes"].index(result["class"])
+            k = predictor.card["classes"].index(result["top_class"])
             target = heatmap_dir / f"{Path(file).stem}.heatmap.png"
             Image.fromarray(overlay(gray, cam[k])).save(target)
             result["heatmap"] = str(target)

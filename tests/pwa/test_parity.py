@@ -81,7 +81,7 @@ def _check(rows, files, model_path, card, report):
         top = sorted(python["probabilities"].values(), reverse=True)
         exact = diff < TOLERANCE
         if exact or top[0] - top[1] > 2 * diff:
-            assert row["class"] == python["class"], path.name
+            assert row["class"] == python["top_class"], path.name
         if exact:
             assert [int(row["hottestRow"]), int(row["hottestCol"])] == python["hottest_cell"], path.name
         score, threshold = float(row["oodScore"]), card["ood_threshold"]
