@@ -42,6 +42,8 @@ COMMANDS = {
     "pwa": Command("cxr.pipeline", "add_pwa_arguments", "run_pwa", "render the static site (dist/) from an export"),
     "serve": Command("cxr.pipeline", "add_serve_arguments", "run_serve",
                      "serve the built site on 127.0.0.1 with the headers it needs"),
+    "release": Command("cxr.release", "add_arguments", "run",
+                       "retrain the released model (models/) from the shared data with pinned seeds"),
     "upgrade-checkpoint": Command("training.model.checkpoint", "add_arguments", "run",
                                   "convert a checkpoint of an earlier version to the current format"),
 }

@@ -1,5 +1,6 @@
-"""`cxr build`: every stage in order, prepare -> train -> evaluate -> export (verified) -> pwa, skipping those whose
-inputs did not change.
+"""`cxr build`: the site, from the released model (default), from a phantom demo trained here (`--demo`), or from
+your datasets (`--data`): prepare -> train -> evaluate -> export (verified) -> pwa, skipping stages whose inputs did
+not change.
 
 Each stage records a hash of its inputs (settings, input files, and the code that runs it) in WORK/stamps/; a
 stage whose inputs did not change is skipped, so a re-run with nothing changed takes seconds. An interrupted
@@ -16,7 +17,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The embedded default: small and fast on 2 CPU cores (a few minutes), clearly a demo (model.json demo: true).
+# The released model (models/<name>/, made by `cxr release`): what `cxr build` with no dataset builds the site from.
+RELEASE_DIR = REPO / "models" / "cxr-triage-lite0"
+# The phantom demo (`--demo`): small and fast on 2 CPU cores (a few minutes), clearly a demo (model.json demo: true).
 DEMO = {"phantoms": 600, "phantom_size": 256, "arch": "resnet18", "weights": "none", "epochs": 15, "lr": 1e-3}
 
 # The code each stage runs (folders or files below the repository): its hash is part of the stage's key.
@@ -83,7 +86,8 @@ class Stages:
         return True
 
 
-def build(args) -> None:
+def build(args, site: bool = True) -> dict:
+    """Run the stages for `args` (a dataset, or the phantom demo); returns the folders they wrote."""
     from export.package import export
     from training.data.phantoms import write_phantoms
     from training.data.prepare import prepare
@@ -97,6 +101,8 @@ def build(args) -> None:
 
     data = list(args.data or [])
     demo = not data
+    if demo and not args.demo:
+        raise ValueError("no dataset given: pass --data, or --demo for the phantom demo")
     if demo:
         phantoms = work / "phantoms"
         settings = {"n": args.phantoms, "size": DEMO["phantom_size"], "seed": 0}
@@ -127,11 +133,17 @@ def build(args) -> None:
     stages.run("evaluate", {"checkpoint": checkpoint_hash, "code": code_hash("evaluate")},
                [eval_dir / "metrics.json"], lambda resume: evaluate(run_dir / "best.pt", prepared, eval_dir))
     stages.run("export", {"checkpoint": checkpoint_hash, "evaluation": _hash_files([eval_dir / "metrics.json"]),
+                          "name": getattr(args, "name", "cxr-triage"),
                           "code": code_hash("export")}, [model_dir / "model.json"],
-               lambda resume: export(run_dir / "best.pt", model_dir, evaluation=eval_dir / "metrics.json"))
-    build_pwa(model_dir, dist, stages)
-    print(f"\nDone. Evaluation report: {eval_dir / 'report.md'}\nSite: {dist}\n"
-          f"Open it with:  cxr serve   (then http://127.0.0.1:8000/)")
+               lambda resume: export(run_dir / "best.pt", model_dir, evaluation=eval_dir / "metrics.json",
+                                     name=getattr(args, "name", "cxr-triage")))
+    if site:
+        build_pwa(model_dir, dist, stages)
+        print(f"\nDone. Evaluation report: {eval_dir / 'report.md'}\nSite: {dist}\n{OPEN_HINT}")
+    return {"prepared": prepared, "run": run_dir, "eval": eval_dir, "model": model_dir}
+
+
+OPEN_HINT = "Open it with:  cxr serve   (then http://127.0.0.1:8000/)"
 
 
 def build_pwa(model_dir: Path, dist: Path, stages: Stages | None = None) -> None:
@@ -152,7 +164,11 @@ def build_pwa(model_dir: Path, dist: Path, stages: Stages | None = None) -> None
 
 def add_build_arguments(parser) -> None:
     parser.add_argument("--data", action="append", metavar="SRC",
-                        help="dataset (repeatable; see `cxr prepare --help`); none: the phantom demo")
+                        help="dataset (repeatable; see `cxr prepare --help`); none: the site of the released model")
+    parser.add_argument("--demo", action="store_true",
+                        help="train the phantom demo here (a few minutes) instead of using the released model")
+    parser.add_argument("--model", type=Path, default=RELEASE_DIR,
+                        help="without --data or --demo: the export folder to build the site from")
     parser.add_argument("--work", type=Path, default=REPO / "work", help="intermediate files")
     parser.add_argument("--dist", type=Path, default=REPO / "dist", help="the site")
     parser.add_argument("--force", action="store_true", help="run every stage even if its inputs did not change")
@@ -175,6 +191,11 @@ def run_build(args) -> int:
     from export.package import ExportRejected
     from training.data.prepare import parse_class_map
 
+    if not args.data and not args.demo:  # the released model: no training, the site in seconds
+        if not (args.model / "model.json").exists():
+            raise SystemExit(f"build: {args.model / 'model.json'} not found: run `make release` to make the released "
+                             "model, or `cxr build --demo` for the phantom demo")
+        return run_pwa(args)
     args.class_map = parse_class_map(args.class_map)
     try:
         build(args)
@@ -195,7 +216,9 @@ def run_pwa(args) -> int:
         build_pwa(args.model, args.dist.resolve())
     except ValueError as e:  # pwa.site.SiteError: a model file that does not match model.json, ...
         raise SystemExit(f"pwa: {e}") from None
-    print(f"wrote {args.dist}")
+    card = json.loads((args.model / "model.json").read_text())
+    kind = "DEMO model (phantoms)" if card.get("demo") else f"model {card.get('name')} {card.get('version')}"
+    print(f"wrote {args.dist} with the {kind}\n{OPEN_HINT}")
     return 0
 
 

@@ -146,7 +146,7 @@ def _accept(staging: Path, out: Path, files: dict, card: dict, checks: list) -> 
 
 
 def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = True, calibration_images: int = 48,
-           n_boot: int = 1000, evaluation: Path | None = None) -> dict:
+           n_boot: int = 1000, evaluation: Path | None = None, name: str = "cxr-triage") -> dict:
     """Export, verify and describe `checkpoint`. `evaluation`: the metrics.json of `cxr evaluate` for it (its source
     probe goes into the model card; default: CHECKPOINT_DIR/eval/metrics.json when present)."""
     checkpoint, out = Path(checkpoint), Path(out)
@@ -194,7 +194,7 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
         info["sha256"] = sha256_file(staging / name)
         info["size"] = (staging / name).stat().st_size
 
-    card = model_card(ckpt, checkpoint, data, files, checks, int8_report)
+    card = model_card(ckpt, checkpoint, data, files, checks, int8_report, name)
     card["shortcuts"] = shortcut_report(ckpt.data_summary, probe, test.labels, outputs[FP32]["probabilities"],
                                         test.patients, test.sources, n_boot)
     _accept(staging, out, files, card, checks)

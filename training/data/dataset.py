@@ -83,7 +83,10 @@ def data_summary(prepared: Path) -> dict:
     counts = {}
     for r in rows:
         counts.setdefault(r["split"], {}).setdefault(r["source"], dict.fromkeys(CLASSES, 0))[r["label"]] += 1
+    # The terms a trained model inherits come from the images that shaped it (training and validation).
+    licenses = Counter(r.get("license") or "unstated" for r in rows if r["split"] in ("train", "val"))
     return {"data": info["data"], "sources": sorted({r["source"] for r in rows}), "images": len(rows),
             "patients": len({r["patient_id"] for r in rows}), "counts": counts, "split_seed": info["seed"],
-            "split_fractions": info["fractions"], "patients_per_split": info["patients_per_split"]}
+            "split_fractions": info["fractions"], "patients_per_split": info["patients_per_split"],
+            "licenses": dict(sorted(licenses.items()))}
 

@@ -1,0 +1,135 @@
+"""`cxr release` (`make release`): retrain the released model from the shared data with pinned seeds and rewrite
+models/<name>/, the folder `cxr build` makes the site from.
+
+The folder holds what a user needs and what a reviewer needs to trust it: the ONNX file(s) and model.json (every
+file's sha256, the verification table, test-split metrics per file), verification.md, the evaluation report with
+its plots and metrics.json, test_split.csv (the test images, so the metrics can be reproduced: see
+tests/cli/test_release.py), and RELEASE.md: the command, commit, data and machine it was made with.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+from .pipeline import RELEASE_DIR, REPO, build
+
+# The released model's recipe: the best the project can honestly make from ../shared/data today (README Results).
+RECIPE = {"arch": "efficientnet_lite0", "weights": "imagenet", "epochs": 30, "lr": 3e-4, "batch_size": 32, "seed": 0,
+          "size": 224}
+SHARED_DATA = REPO.parent / "shared" / "data"
+EVAL_FILES = ("report.md", "metrics.json", "roc.png", "confusion.png", "reliability.png", "training_curves.png")
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def provenance(data: list[str], command: list[str]) -> dict:
+    from training.core.checksum import sha256_file
+    from training.data.readers import parse_spec
+
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    manifests = {}
+    for spec in data:
+        path = Path(parse_spec(spec)[1])
+        manifest = path / "manifest.csv" if path.is_dir() else path
+        if manifest.is_file():
+            manifests[spec] = sha256_file(manifest)
+    return {"command": " ".join(command), "commit": commit, "uncommitted_changes": dirty, "data": data,
+            "data_manifest_sha256": manifests, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"}
+
+
+def write_test_split(prepared: Path, out: Path, data_root: Path) -> None:
+    """The test split's files relative to `data_root` (the folder holding the datasets), with labels, patients
+    and sources: enough to re-score the released model on the same images anywhere the data is."""
+    from training.data.dataset import load_prepared
+
+    _, rows = load_prepared(prepared)
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["file", "label", "patient_id", "source"])
+        writer.writeheader()
+        for r in rows:
+            if r["split"] == "test":
+                writer.writerow({"file": Path(r["file"]).resolve().relative_to(data_root.resolve()).as_posix(),
+                                 "label": r["label"], "patient_id": r["patient_id"], "source": r["source"]})
+
+
+def _release_notes(card: dict, prov: dict) -> str:
+    metrics = card["files"][card["default_model"]]["metrics_test"]["all"]
+    ci = metrics["ci95"]["macro_auc"]
+    lines = [f"# Release {card['name']} {card['version']}", "",
+             f"EfficientNet-Lite0 ({card['weights_origin']} initialisation), trained with `cxr release`.", "",
+             "| | |", "|---|---|",
+             f"| command | `{prov['command']}` |",
+             f"| commit | `{prov['commit'] or 'unknown'}`{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''} |",
+             f"| data | {', '.join(f'`{d}`' for d in prov['data'])} |"]
+    lines += [f"| manifest sha256 of `{spec}` | `{sha}` |" for spec, sha in prov["data_manifest_sha256"].items()]
+    lines += [f"| made on | {prov['machine']}, Python {prov['python']}, {card['created']} |",
+              f"| files | " + ", ".join(f"{n} ({info['size'] / 1e6:.1f} MB, {info['precision']})"
+                                         for n, info in card["files"].items()) + " |",
+              f"| default model | {card['default_model']} |",
+              f"| int8 | {card['int8']['note']} |",
+              f"| internal test split | macro AUC {metrics['macro_auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}], accuracy "
+              f"{metrics['accuracy']:.3f} on {metrics['n']} images |", "",
+              "## Terms", "", card["terms"], "",
+              "## What it is not", "", *[f"- {item}" for item in card["limitations"]],
+              f"- {card['intended_use']}", "",
+              "Model card: model.json (shown in the app). Evaluation: eval/report.md. Verification: verification.md.",
+              ""]
+    return "\n".join(lines)
+
+
+def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work" / "release",
+            command: list[str] | None = None) -> dict:
+    """Train, evaluate and export the release recipe on `data`, then (re)write `out`. Returns the model card."""
+    args = Namespace(data=data, demo=False, work=work, dist=work / "dist", force=False, phantoms=0, name=out.name,
+                     class_map={}, patient_regex=None, rsna_not_normal=None, **RECIPE)
+    folders = build(args, site=False)
+    card = json.loads((folders["model"] / "model.json").read_text())
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "eval").mkdir(parents=True)
+    for name in [*card["files"], "model.json", "verification.md"]:
+        shutil.copy2(folders["model"] / name, staging / name)
+    for name in EVAL_FILES:
+        if (folders["eval"] / name).exists():
+            shutil.copy2(folders["eval"] / name, staging / "eval" / name)
+    write_test_split(folders["prepared"], staging / "test_split.csv", SHARED_DATA)
+    prov = provenance(data, command or ["cxr", "release", *sum((["--data", d] for d in data), [])])
+    (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+    (staging / "RELEASE.md").write_text(_release_notes(card, prov))
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return card
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", action="append", metavar="SRC",
+                        help=f"dataset(s) to train on (default: {SHARED_DATA / 'cxr'})")
+    parser.add_argument("--out", type=Path, default=RELEASE_DIR, help="the release folder to (re)write")
+    parser.add_argument("--work", type=Path, default=REPO / "work" / "release", help="intermediate files")
+
+
+def run(args) -> int:
+    data = args.data or [str(SHARED_DATA / "cxr")]
+    try:
+        card = release(data, args.out, args.work, ["cxr", "release", *sys.argv[2:]])
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"release: {e}") from None
+    sizes = ", ".join(f"{n} {info['size'] / 1e6:.1f} MB" for n, info in card["files"].items())
+    print(f"wrote {args.out}: {card['name']} {card['version']} ({sizes}); default {card['default_model']}")
+    return 0
