@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .common import REPO, SHARED_CXR, machine, print_table, save
+from .common import DEFAULT_MODEL, REPO, SHARED_CXR, machine, print_table, save
 
 os.environ.setdefault("PW_EXPERIMENTAL_SERVICE_WORKER_NETWORK_EVENTS", "1")
 
@@ -138,7 +138,7 @@ def lighthouse(url: str, chromium: str) -> dict | None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "work" / "model")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     args = parser.parse_args(argv)
     if not (args.model / "model.json").exists():
         raise SystemExit(f"{args.model / 'model.json'} not found: run `cxr build` first, or pass --model")

@@ -10,6 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CXR = Path(os.environ.get("CXR_SHARED_DATA", REPO.parent / "shared" / "data" / "cxr"))
 RESULTS = REPO / "work" / "bench"
+# The model the benchmarks measure unless told otherwise: the released one (models/), else the phantom demo's export.
+RELEASED_MODEL = REPO / "models" / "cxr-triage-lite0"
+DEFAULT_MODEL = RELEASED_MODEL if (RELEASED_MODEL / "model.json").exists() else REPO / "work" / "model"
 
 
 def machine() -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .common import REPO, machine, print_table, save
+from .common import DEFAULT_MODEL, machine, print_table, save
 
 
 def latency_ms(path: Path, image: np.ndarray, threads: int, warmup: int, runs: int) -> list[float]:
@@ -36,7 +36,7 @@ def latency_ms(path: Path, image: np.ndarray, threads: int, warmup: int, runs: i
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "work" / "model")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)

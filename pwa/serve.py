@@ -30,6 +30,7 @@ MIME_TYPES = {
     ".webmanifest": "application/manifest+json",
     ".wasm": "application/wasm",
     ".onnx": "application/octet-stream",
+    ".gzip": "application/octet-stream",  # the gzip-compressed wasm: bytes for the worker, not an encoding
     ".png": "image/png",
     ".svg": "image/svg+xml",
     ".txt": "text/plain; charset=utf-8",

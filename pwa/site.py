@@ -11,6 +11,7 @@ worker's cache is named after it. docs/pwa.md describes the result.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -40,6 +41,10 @@ CACHE_PREFIX = "cxr-triage-"
 # The three files onnxruntime-web's wasm build needs (the ESM entry, the emscripten glue that also starts the
 # pthread workers, and the SIMD+threads binary). Nothing else: no WebGPU/JSEP build, no proxy worker.
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# The wasm binary ships gzip-compressed (14.2 MB -> 3.7 MB) and the worker inflates it with DecompressionStream:
+# whatever the static host does about compression, the first visit stays small. The suffix is not ".gz", which
+# some hosts would serve with Content-Encoding: gzip (the browser would then inflate it before the worker does).
+WASM_GZIP = "vendor/ort/ort-wasm-simd-threaded.wasm.gzip"
 
 # The app's code, laid out by where it runs (as Squoosh does): static/page/ on the main thread, static/worker/ in
 # the inference worker, static/shared/ in both (app/shared/contract.js is generated here); the service worker is
@@ -83,13 +88,17 @@ def build_site(model_dir: Path, dist: Path, node_modules: Path) -> dict:
     digests = {path: hashlib.sha256(data).hexdigest() for path, data in files.items()}
     build_hash = hashlib.sha256("".join(f"{digests[p]}  {p}\n" for p in sorted(files)).encode()).hexdigest()
     cache = CACHE_PREFIX + build_hash[:16]
+    # Model files other than the default are fetched (and kept for offline use) only when the user chooses one, so
+    # the first visit downloads one model, not all of them.
+    on_demand = [f"model/{name}" for name in _model_files(card) if name != card["default_model"]]
     files["build.json"] = (json.dumps({
         "build": build_hash, "cache": cache, "version": card.get("version"), "model": card.get("name"),
         "demo": bool(card.get("demo")), "csp": CSP, "default_model": card["default_model"],
+        "wasm": WASM_GZIP, "on_demand": on_demand,
         "files": {p: {"size": len(files[p]), "sha256": digests[p]} for p in sorted(digests)},
     }, indent=1, sort_keys=True) + "\n").encode()
     digests["build.json"] = hashlib.sha256(files["build.json"]).hexdigest()
-    precache = [{"path": p, "integrity": _sri(digests[p])} for p in sorted(digests)]
+    precache = [{"path": p, "integrity": _sri(digests[p])} for p in sorted(digests) if p not in on_demand]
     files["sw.js"] = env.get_template("sw.js").render(
         build=build_hash, cache=cache, cache_prefix=CACHE_PREFIX, precache=precache, headers=app_headers(CSP),
     ).encode()
@@ -152,7 +161,8 @@ def _vendor_files(node_modules: Path) -> dict[str, bytes]:
                if not p.is_file()]
     if missing:
         raise SiteError(f"{missing[0]} not found: run `npm ci` in the repository (versions pinned in package.json)")
-    files = {f"vendor/ort/{name}": (ort / "dist" / name).read_bytes() for name in ORT_FILES}
+    files = {f"vendor/ort/{name}": (ort / "dist" / name).read_bytes() for name in ORT_FILES if not name.endswith(".wasm")}
+    files[WASM_GZIP] = gzip.compress((ort / "dist" / "ort-wasm-simd-threaded.wasm").read_bytes(), 9, mtime=0)
     versions = {"onnxruntime-web": json.loads((ort / "package.json").read_text())["version"],
                 "dicom-parser": json.loads((dicom / "package.json").read_text())["version"]}
     # The npm package of onnxruntime-web carries no LICENSE file; say what it is and where its license lives.

@@ -5,9 +5,10 @@ import sys
 
 import pytest
 
+from cxr.pipeline import RELEASE_DIR
 from tests.conftest import REPO
 
-TINY = ["--phantoms", "36", "--size", "64", "--epochs", "2", "--batch-size", "12"]
+TINY = ["--demo", "--phantoms", "36", "--size", "64", "--epochs", "2", "--batch-size", "12"]
 
 
 def _build(*args):
@@ -55,3 +56,19 @@ def test_build_reports_a_bad_dataset_clearly(tmp_path):
                              str(tmp_path / "w"), "--dist", str(tmp_path / "d")], cwd=REPO, capture_output=True,
                             text=True)
     assert result.returncode != 0 and "missing" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_build_without_arguments_makes_the_site_of_the_released_model(tmp_path):
+    out = _build("--dist", str(tmp_path / "dist"))
+    card = json.loads((tmp_path / "dist" / "model" / "model.json").read_text())
+    assert card == json.loads((RELEASE_DIR / "model.json").read_text())
+    assert card["demo"] is False and card["name"] in out and "cxr serve" in out
+    assert "[train]" not in out  # nothing is trained
+    for name, info in card["files"].items():
+        assert (tmp_path / "dist" / "model" / name).stat().st_size == info["size"]
+
+
+def test_build_without_a_released_model_says_what_to_do(tmp_path):
+    result = subprocess.run([sys.executable, "build.py", "--model", str(tmp_path / "none"), "--dist",
+                             str(tmp_path / "d")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0 and "make release" in result.stderr and "--demo" in result.stderr

@@ -36,11 +36,14 @@ def test_no_request_leaves_the_origin_and_classifying_makes_none(app, base_url, 
     origin = urlsplit(base_url)[:2]
     seen = list(app.requests)
     assert seen, "no request was recorded: is request recording broken?"
-    # Every file of the build is fetched (the service worker's precache fetches are recorded too), and the large
-    # ones once: the worker puts the model and the wasm it loads into the build's cache, where the precache finds them.
+    # Every file of the build is fetched (the service worker's precache fetches are recorded too) but the model
+    # files nobody chose, and the large ones once: the worker puts the model and the wasm it loads into the build's
+    # cache, where the precache finds them.
     paths = [urlsplit(r.url).path.lstrip("/") for r in seen]
-    assert set(paths) >= set(site["files"]) - {"sw.js"}
-    large = [path for path, info in site["files"].items() if info["size"] > 1_000_000]
+    on_demand = {f"model/{n}" for n in site["card"]["files"] if n != site["card"]["default_model"]}
+    assert set(paths) >= set(site["files"]) - {"sw.js"} - on_demand
+    assert not set(paths) & on_demand
+    large = [path for path, info in site["files"].items() if info["size"] > 1_000_000 and path not in on_demand]
     assert large and all(paths.count(path) == 1 for path in large), {p: paths.count(p) for p in large}
     for request in seen:
         assert urlsplit(request.url)[:2] == origin, request.url
@@ -98,3 +101,28 @@ def test_threads_follow_isolation(app):
     assert app.page.evaluate("crossOriginIsolated") is True
     assert app.engine()["threads"] == "2"
     assert app.engine()["isolated"] == "true"
+
+
+def test_a_model_file_is_fetched_when_chosen_and_then_works_offline(app, site, xray):
+    other = next(n for n in site["card"]["files"] if n != site["card"]["default_model"])
+    app.open()
+    app.context.set_offline(True)
+    app.page.select_option("#model-choice", other)  # never chosen: not stored, and there is no network
+    app.page.wait_for_selector("#status[data-kind=error]", state="attached")
+    assert "not been stored for offline use yet" in app.page.text_content("#status")
+    app.context.set_offline(False)
+    app.page.select_option("#model-choice", site["card"]["default_model"])
+    app.page.wait_for_selector(f"#engine[data-model='{site['card']['default_model']}']", state="attached")
+    before = len(app.requests)
+    app.page.select_option("#model-choice", other)  # online: fetched once, kept in the build's cache
+    app.page.wait_for_selector(f"#engine[data-model='{other}']", state="attached")
+    # (the worker's request and the service worker's, which passes it to the network, are both recorded)
+    network = [r for r in app.requests[before:] if r.url.endswith(f"model/{other}") and r.service_worker is not None]
+    assert len(network) == 1
+    app.context.set_offline(True)
+    app.page.reload()
+    app.wait_ready(offline_ready=False)
+    app.page.select_option("#model-choice", other)
+    app.page.wait_for_selector(f"#engine[data-model='{other}']", state="attached")
+    (row,) = app.classify([xray])
+    assert row["status"] == "done" and row["model"] == other

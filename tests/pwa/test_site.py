@@ -3,6 +3,7 @@ third-party origin anywhere, the CSP, and the headers and MIME types of pwa/serv
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import html
 import json
@@ -12,7 +13,7 @@ import urllib.request
 import pytest
 
 from pwa.headers import CSP
-from pwa.site import ORT_FILES, build_site
+from pwa.site import ORT_FILES, WASM_GZIP, build_site
 
 
 def test_two_builds_are_byte_identical(site, node_modules, tmp_path):
@@ -27,8 +28,10 @@ def test_two_builds_are_byte_identical(site, node_modules, tmp_path):
 
 def test_build_contents(site):
     dist, files = site["dist"], site["files"]
-    for name in ORT_FILES:
-        assert f"vendor/ort/{name}" in files
+    for name in ORT_FILES:  # the wasm binary as the worker fetches it, gzip-compressed
+        assert (f"vendor/ort/{name}.gzip" if name.endswith(".wasm") else f"vendor/ort/{name}") in files
+    wasm = gzip.decompress((dist / WASM_GZIP).read_bytes())
+    assert wasm[:4] == b"\0asm" and files[WASM_GZIP]["size"] < len(wasm) / 3
     for path in ["index.html", "sw.js", "manifest.webmanifest", "build.json", "app/page/app.js", "app/worker/worker.js",
                  "app/page/app.css", "vendor/dicom-parser/dicom-parser.mjs", "model/model.json",
                  *(f"model/{name}" for name in site["card"]["files"])]:
@@ -40,9 +43,11 @@ def test_build_contents(site):
     assert build["build"] == site["build_hash"] and build["cache"] == site["cache"]
     sw = (dist / "sw.js").read_text()
     assert site["cache"] in sw
+    on_demand = {f"model/{n}" for n in site["card"]["files"] if n != site["card"]["default_model"]}
+    assert build["on_demand"] == sorted(on_demand) and on_demand  # the tiny export ships two model files
     for path in files:
-        if path != "sw.js":
-            assert json.dumps(path) in sw, f"sw.js does not precache {path}"
+        if path != "sw.js":  # everything is precached but the models a user has not chosen
+            assert (json.dumps(path) in sw) == (path not in on_demand), path
 
 
 def test_no_third_party_origin(site):
@@ -73,7 +78,7 @@ def test_csp_is_strict():
 
 @pytest.mark.parametrize("path, mime", [
     ("index.html", "text/html"), ("app/page/app.js", "text/javascript"), ("vendor/ort/ort.wasm.min.mjs", "text/javascript"),
-    ("vendor/ort/ort-wasm-simd-threaded.wasm", "application/wasm"),
+    ("vendor/ort/ort-wasm-simd-threaded.wasm.gzip", "application/octet-stream"),
     ("manifest.webmanifest", "application/manifest+json"), ("model/model.json", "application/json"),
     ("icons/icon-192.png", "image/png"), ("app/page/app.css", "text/css"),
 ])

@@ -46,7 +46,7 @@ def test_new_build_replaces_the_old_one(app, site, tiny_prepared, node_modules, 
         # The new service worker downloaded what changed (the model) and copied what did not (the wasm binary).
         downloaded = {r.url[len(served.url):] for r in app.requests[before:] if r.service_worker is not None}
         assert f"model/{new_card['default_model']}" in downloaded
-        assert "vendor/ort/ort-wasm-simd-threaded.wasm" not in downloaded
+        assert "vendor/ort/ort-wasm-simd-threaded.wasm.gzip" not in downloaded
         # The new model answers.
         image = tmp_path / "x.png"
         Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)).save(image)

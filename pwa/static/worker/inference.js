@@ -10,7 +10,16 @@ let configuredThreads = 0;
 export async function fetchBuildFile(url, file, expectedSha256, cacheName) {
   const cache = cacheName && self.caches ? await caches.open(cacheName) : null;
   const cached = await cache?.match(url);
-  const response = cached ?? await fetch(url);
+  let response = cached;
+  if (!response) {
+    try {
+      response = await fetch(url);
+    } catch {
+      // Offline, and this file was never stored: models other than the default are fetched on first use only.
+      throw new Error(`cannot load ${file}: there is no network, and it has not been stored for offline use ` +
+        "yet (choose it once while online)");
+    }
+  }
   if (!response.ok) throw new Error(`cannot load ${file}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   if (expectedSha256 && (await sha256Hex(bytes)) !== expectedSha256) {
