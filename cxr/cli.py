@@ -33,6 +33,8 @@ COMMANDS = {
                         "metrics with patient-level CIs per source, source probe, plots, Grad-CAM, report"),
     "compare": Command("training.evaluation.compare", "add_arguments", "run",
                        "train and evaluate remedy variants under one protocol, tabulate them"),
+    "loso": Command("training.evaluation.loso", "add_arguments", "run",
+                    "leave-one-source-out: train without each source group, score it, tabulate the variants"),
     "export": Command("export.commands", "add_export_arguments", "run_export",
                       "export a checkpoint to ONNX (fp32, int8 when it passes), verify it, write model.json"),
     "verify": Command("export.commands", "add_verify_arguments", "run_verify",

@@ -97,6 +97,8 @@ def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work"
     """Train, evaluate and export the release recipe on `data`, then (re)write `out`. Returns the model card."""
     args = Namespace(data=data, demo=False, work=work, dist=work / "dist", force=False, phantoms=0, name=out.name,
                      class_map={}, patient_regex=None, rsna_not_normal=None, **RECIPE)
+    # The commit and data as they are when training starts (the run is long: the tree may change meanwhile).
+    prov = provenance(data, command or ["cxr", "release", *sum((["--data", d] for d in data), [])])
     folders = build(args, site=False)
     card = json.loads((folders["model"] / "model.json").read_text())
     staging = out.with_name(f".{out.name}.staging")
@@ -108,7 +110,6 @@ def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work"
         if (folders["eval"] / name).exists():
             shutil.copy2(folders["eval"] / name, staging / "eval" / name)
     write_test_split(folders["prepared"], staging / "test_split.csv", SHARED_DATA)
-    prov = provenance(data, command or ["cxr", "release", *sum((["--data", d] for d in data), [])])
     (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
     (staging / "RELEASE.md").write_text(_release_notes(card, prov))
     if out.exists():

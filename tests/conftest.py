@@ -80,3 +80,38 @@ def tiny_export_geometry(tmp_path_factory) -> Path:
 def tiny_export(tiny_prepared, tmp_path_factory) -> Path:
     """A tiny exported model (phantoms, 64 px, resnet18, 4 epochs): for export, predict and browser tests."""
     return make_tiny_export(tiny_prepared, tmp_path_factory.mktemp("tiny_export"))
+
+
+# Sources as in the shared data: COVID-19 from ieee8023 and hannover, Normal from nih, Pneumonia from nih and
+# ieee8023. One ieee8023 patient has a COVID-19 and a Pneumonia image (as patients of the real set do).
+SOURCES_BY_LABEL = {"COVID-19": ("ieee8023", "hannover"), "Normal": ("nih",), "Pneumonia": ("nih", "ieee8023")}
+
+
+@pytest.fixture(scope="session")
+def tiny_sources_prepared(tmp_path_factory) -> Path:
+    """90 phantoms at 64 px with the shared data's sources (names and label mix): for the remedies and LOSO."""
+    import csv
+
+    from training.data.phantoms import write_phantoms
+    from training.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("tiny_sources")
+    manifest = write_phantoms(root / "phantoms", 90, size=96, seed=3)
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    seen = {}
+    for row in rows:
+        sources = SOURCES_BY_LABEL[row["label"]]
+        n = seen.setdefault(row["label"], 0)
+        seen[row["label"]] += 1
+        row["source"] = sources[n % len(sources)]
+        row["patient_id"] = f"{row['source']}_{row['patient_id']}"
+    pneumonia = next(r for r in rows if r["label"] == "Pneumonia" and r["source"] == "ieee8023")
+    covid = next(r for r in rows if r["label"] == "COVID-19" and r["source"] == "ieee8023")
+    pneumonia["patient_id"] = covid["patient_id"]
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    prepare([str(manifest)], root / "prepared", size=64, progress=False, fractions=(0.6, 0.2, 0.2))
+    return root / "prepared"

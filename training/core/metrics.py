@@ -101,7 +101,7 @@ def evaluate_predictions(y, probs, patients, sources, n_boot: int = 1000, seed: 
     return result
 
 
-def _auc_or_nan(positive: np.ndarray, score: np.ndarray) -> float:
+def auc_or_nan(positive: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(positive, score)) if positive.any() and not positive.all() else float("nan")
 
 
@@ -114,8 +114,8 @@ def pairwise_auc(y, probs, a: int, b: int, patients, n_boot: int = 1000, seed: i
     score = probs[inside, a] / np.maximum(probs[inside, a] + probs[inside, b], 1e-12)
     if y.all() or not y.any():
         return None
-    samples = [_auc_or_nan(y[chosen], score[chosen]) for chosen in patient_resamples(patients, n_boot, seed)]
-    return {"auc": _auc_or_nan(y, score), "ci95": percentile_interval(samples),
+    samples = [auc_or_nan(y[chosen], score[chosen]) for chosen in patient_resamples(patients, n_boot, seed)]
+    return {"auc": auc_or_nan(y, score), "ci95": percentile_interval(samples),
             "n": {CLASSES[a]: int(y.sum()), CLASSES[b]: int((~y).sum())}}
 
 
@@ -133,6 +133,23 @@ def within_source_aucs(y, probs, patients, sources, n_boot: int = 1000, seed: in
                 if result:
                     out.append({"source": source, "pair": f"{CLASSES[a]} vs {CLASSES[b]}", **result})
     return out
+
+
+def mean_within_source_auc(y, probs, sources) -> float:
+    """The mean, over every source holding two labels (at least 2 images each), of the AUCs between its labels:
+    a validation score that a model cannot raise by recognising sources (model selection, training/loop).
+    NaN when no source holds two labels."""
+    y, probs, sources = np.asarray(y), np.asarray(probs), np.asarray(sources)
+    aucs = []
+    for source in sorted(set(sources.tolist())):
+        inside = sources == source
+        present = [k for k in range(probs.shape[1]) if (y[inside] == k).sum() >= 2]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                pair = inside & ((y == a) | (y == b))
+                score = probs[pair, a] / np.maximum(probs[pair, a] + probs[pair, b], 1e-12)
+                aucs.append(auc_or_nan(y[pair] == a, score))
+    return float(np.nanmean(aucs)) if aucs and not np.isnan(aucs).all() else float("nan")
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict]:

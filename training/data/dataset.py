@@ -29,16 +29,44 @@ def load_prepared(prepared: Path) -> tuple[dict, list[dict]]:
     prepared = Path(prepared)
     info_path = prepared / "prepared.json"
     if not info_path.exists():
-        raise FileNotFoundError(f"{prepared} is not a `python -m training prepare` output (no prepared.json)")
+        raise FileNotFoundError(f"{prepared} is not a `cxr prepare` output (no prepared.json)")
     info = json.loads(info_path.read_text())
     if info["preprocess_version"] != PREPROCESS_VERSION:
         raise ValueError(f"{prepared} was prepared with preprocessing version {info['preprocess_version']}, "
-                         f"this code uses {PREPROCESS_VERSION}: run `python -m training prepare` again")
+                         f"this code uses {PREPROCESS_VERSION}: run `cxr prepare` again")
     return info, read_manifest_rows(prepared / "manifest.csv")
 
 
-def load_split(prepared: Path, split: str) -> Split:
+def parse_holdout(holdout: str) -> list[tuple[str, str | None]]:
+    """"hannover" or "ieee8023:COVID-19" (comma-separated for several) -> [(source, label or None)]."""
+    groups = []
+    for part in filter(None, (p.strip() for p in holdout.split(","))):
+        source, _, label = part.partition(":")
+        if label and label not in CLASSES:
+            raise ValueError(f"--holdout {part!r}: {label!r} is not one of {', '.join(CLASSES)}")
+        groups.append((source, label or None))
+    return groups
+
+
+def in_group(row: dict, groups: list[tuple[str, str | None]]) -> bool:
+    return any(row["source"] == source and (label is None or row["label"] == label) for source, label in groups)
+
+
+def held_out_patients(rows: list[dict], holdout: str) -> set[str]:
+    """Every patient with an image in a held-out group: all their images leave training and validation, so that
+    nothing of a held-out source's patients is seen (a patient may have images of two labels)."""
+    groups = parse_holdout(holdout)
+    return {r["patient_id"] for r in rows if in_group(r, groups)}
+
+
+def load_split(prepared: Path, split: str, holdout: str = "") -> Split:
+    """One split in memory. `holdout`: source groups (see `parse_holdout`) whose patients are left out entirely."""
     info, rows = load_prepared(prepared)
+    if holdout:
+        excluded = held_out_patients(rows, holdout)
+        if not excluded:
+            raise ValueError(f"--holdout {holdout!r}: no image of {prepared} belongs to it")
+        rows = [r for r in rows if r["patient_id"] not in excluded]
     rows = [r for r in rows if r["split"] == split]
     cache = Cache(Path(info["cache_dir"]), GeometryConfig.of(info))
     images = torch.from_numpy(cache.load_images([r["sha256"] for r in rows]))
@@ -77,9 +105,12 @@ def sample_weights(labels: torch.Tensor, sources: list[str], balance_sources: bo
     return weights.float()
 
 
-def data_summary(prepared: Path) -> dict:
-    """Sources, counts per label and split: what the model card shows as 'trained on'."""
+def data_summary(prepared: Path, holdout: str = "") -> dict:
+    """Sources, counts per label and split: what the model card shows as 'trained on' (held-out groups excluded)."""
     info, rows = load_prepared(prepared)
+    if holdout:
+        excluded = held_out_patients(rows, holdout)
+        rows = [r for r in rows if r["patient_id"] not in excluded]
     counts = {}
     for r in rows:
         counts.setdefault(r["split"], {}).setdefault(r["source"], dict.fromkeys(CLASSES, 0))[r["label"]] += 1
@@ -88,5 +119,5 @@ def data_summary(prepared: Path) -> dict:
     return {"data": info["data"], "sources": sorted({r["source"] for r in rows}), "images": len(rows),
             "patients": len({r["patient_id"] for r in rows}), "counts": counts, "split_seed": info["seed"],
             "split_fractions": info["fractions"], "patients_per_split": info["patients_per_split"],
-            "licenses": dict(sorted(licenses.items()))}
+            "licenses": dict(sorted(licenses.items())), **({"held_out": holdout} if holdout else {})}
 

@@ -26,6 +26,7 @@ from ..model.gradcam import gradcam
 from ..model.inference import predict
 from . import plots
 from .report import fmt, metrics_table, report_markdown
+from .robustness import reencoding_sensitivity
 from .source_probe import source_probe
 
 
@@ -99,6 +100,7 @@ def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000
                      "flagged_rate": float((scores > ckpt.ood_threshold).mean())}
     predicted = probs.argmax(1)
     result["noise_sensitivity"] = {"levels": 2.0, "changed_top1": noise_sensitivity(model, normalize, s.images, logits)}
+    result["reencoding"] = reencoding_sensitivity(ckpt, [r["file"] for r in s.rows])
     result["pointing_game"] = pointing_game(model, normalize, s, predicted)
 
     figures = {"roc": plots.roc_curves(y, probs, out / "roc.png"),

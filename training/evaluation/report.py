@@ -60,6 +60,12 @@ def report_markdown(r: dict) -> str:
                         "lrrrr")]
     lines += ["", "## Robustness", "", f"Uniform noise of +-{r['noise_sensitivity']['levels']:g} grey levels changes "
               f"the predicted class of {100 * r['noise_sensitivity']['changed_top1']:.1f}% of these images."]
+    if r.get("reencoding"):
+        lines += ["", "The same image re-encoded (from its original file, decoded again): the largest change of any "
+                  "class probability, mean and 95th percentile over images, and the share whose top class changes.",
+                  "", table(["re-encoding", "n", "mean change", "95th percentile", "top class changed"],
+                            [[c, v["n"], f"{v['mean_abs_change']:.3f}", f"{v['p95_abs_change']:.3f}",
+                              f"{100 * v['top1_changed']:.1f}%"] for c, v in r["reencoding"].items()], "lrrrr")]
     c = r["calibration"]
     lines += ["", "## Calibration", "",
               f"Temperature {r['temperature']:.3f} (fitted on validation). On this split: NLL {c['nll_before']:.3f} -> "

@@ -27,6 +27,9 @@ class TrainConfig:
     hflip: bool = False
     harmonize: bool = True  # resolution/compression/noise harmonisation (training/data/augment.py; docs/shortcuts.md)
     balance_sources: bool = False  # equal weight to every source within a class (training/data/dataset.py)
+    holdout: str = ""  # source groups left out of training and validation: "hannover", "ieee8023:COVID-19", ...
+    select: str = "pooled"  # model selection and early stopping: pooled | within_source validation AUC
+    adversary: float = 0.0  # weight of the class-conditional source adversary (training/loop/adversary.py); 0: off
     max_steps: int = 0  # stop after this many optimiser steps (smoke tests); 0: no limit
     checkpoint_every: int = 0  # also write last.pt every N steps inside an epoch; 0: at epoch ends only
     eval_batch_size: int = 64
@@ -43,7 +46,8 @@ RUNTIME_FIELDS = ("out", "threads", "device", "dist_timeout")
 
 # Options with their own flag spelling or help; every other field becomes --field-name with its default.
 _SPECIAL = ("data", "out", "arch", "weights", "augment", "hflip", "harmonize", "balance_sources", "device", "amp",
-            "dist_timeout")
+            "dist_timeout", "holdout", "select")
+SELECTIONS = ("pooled", "within_source")
 _HELP = {
     "batch_size": "global batch (split over torchrun processes)",
     "lr": "Adam learning rate (peak, after warm-up)",
@@ -58,6 +62,8 @@ _HELP = {
     "threads": "torch CPU threads (0: torch's default)",
     "ood_dims": "principal directions kept by the OOD score",
     "ood_percentile": "OOD threshold: this percentile of validation scores",
+    "adversary": "weight of the class-conditional source adversary through gradient reversal (0: off; "
+                 "training/loop/adversary.py)",
 }
 
 
@@ -76,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-harmonize", dest="harmonize", action="store_false",
                         help="leave out the down-up sampling, blur, noise and JPEG re-compression augmentation "
                              "(on by default: docs/shortcuts.md)")
+    parser.add_argument("--holdout", default="", metavar="SOURCE[:LABEL],...",
+                        help="leave these source groups (all their patients) out of training and validation, e.g. "
+                             "hannover or ieee8023:COVID-19: the leave-one-source-out protocol (cxr loso)")
+    parser.add_argument("--select", default=defaults.select, choices=SELECTIONS,
+                        help="model selection and early stopping on the pooled validation macro AUC, or on the mean "
+                             "AUC between labels within each source (which recognising the source cannot raise)")
     parser.add_argument("--device", default=defaults.device, choices=distributed.DEVICES,
                         help="auto: CUDA if available (each torchrun rank takes GPU LOCAL_RANK), else CPU")
     parser.add_argument("--amp", default=defaults.amp, choices=sorted(distributed.AMP),

@@ -6,8 +6,8 @@ import csv
 import math
 from pathlib import Path
 
-LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_macro_auc", "val_accuracy", "images_per_s",
-              "seconds"]
+LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_macro_auc", "val_within_source_auc",
+              "val_accuracy", "images_per_s", "seconds"]
 
 
 class Logger:

