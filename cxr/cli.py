@@ -1,7 +1,8 @@
 """`cxr COMMAND [options]`: one command line for every stage (`cxr --help` lists them, `cxr COMMAND --help` shows
 each one's options with their defaults). `python build.py [options]` is `cxr build [options]`.
 
-A command's module is imported only when that command runs, so `cxr predict` and `cxr serve` start without torch.
+A command's module is imported only when that command runs, so `cxr predict`, `cxr serve` and `cxr api` start
+without torch.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ COMMANDS = {
     "pwa": Command("cxr.pipeline", "add_pwa_arguments", "run_pwa", "render the static site (dist/) from an export"),
     "serve": Command("cxr.pipeline", "add_serve_arguments", "run_serve",
                      "serve the built site on 127.0.0.1 with the headers it needs"),
+    "api": Command("cxr.pipeline", "add_api_arguments", "api.commands:run",
+                   "the REST API for an exported model (POST /v1/predict, ...; onnxruntime, no torch)"),
     "upgrade-checkpoint": Command("training.model.checkpoint", "add_arguments", "run",
                                   "convert a checkpoint of an earlier version to the current format"),
 }

@@ -212,3 +212,10 @@ def run_serve(args) -> int:
     serve(args.dist, args.port)
     return 0
 
+
+
+def add_api_arguments(parser) -> None:
+    from api.commands import add_arguments
+
+    # The model `cxr build` writes; the released model's folder once the project has one.
+    add_arguments(parser, default_model=REPO / "work" / "model")
