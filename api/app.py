@@ -75,6 +75,10 @@ def create_app(settings: Settings) -> FastAPI:
                 raise ApiError(408, f"the request did not arrive within {settings.timeout_s:g} s", CLOSE) from None
             raise ApiError(504, f"no result within {settings.timeout_s:g} s",
                            {"Retry-After": str(settings.retry_after_s)}) from None
+        except ApiError:
+            raise
+        except Exception as e:  # answered here, so that the connection stays usable (the last resort closes it)
+            raise errors.unexpected(request, e) from None
         finally:
             if not ticket.handed_over:
                 ticket.release()

@@ -31,6 +31,13 @@ def response(error: ApiError) -> JSONResponse:
     return JSONResponse(error.body(), error.status, headers=error.headers)
 
 
+def unexpected(request: Request, exc: Exception) -> ApiError:
+    """A failure nobody planned for: the detail and traceback go to the server's log (the request's body is never
+    in it), the client learns only that it failed."""
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return ApiError(500, "the server could not process this request; the error was logged")
+
+
 def install(app: FastAPI) -> None:
     """Route every kind of failure to the one JSON shape."""
 
@@ -46,12 +53,10 @@ def install(app: FastAPI) -> None:
                              for e in exc.errors())
         return response(ApiError(400, problems or "invalid request"))
 
-    async def unexpected(request: Request, exc: Exception):
-        # The detail goes to the server's log (no request body is in it); the client learns only that it failed.
-        log.error("unexpected error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return response(ApiError(500, "the server could not process this request; the error was logged"))
+    async def unexpected_error(request: Request, exc: Exception):  # the last resort, outside every route
+        return response(unexpected(request, exc))
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(Exception, unexpected_error)

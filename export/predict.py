@@ -12,6 +12,7 @@ status is 1 if any file failed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ class Predictor:
     """An exported model (model.onnx or model.int8.onnx beside its model.json) in onnxruntime."""
 
     def __init__(self, model: Path, threads: int = 0):
+        # onnxruntime's official wheels collect telemetry: at import they write a device id and an event store under
+        # ~/.cache and $TMPDIR and then upload events. Off unless asked for (it only works before the first import).
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort
 
         model = Path(model)
