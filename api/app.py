@@ -60,16 +60,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine, app.state.queue = engine, queue
     errors.install(app)
 
-    async def admitted(request: Request, job_for):
-        """Admit the request (or 503), read its files within the time limit, run `job_for(files)` in the pool."""
+    async def admitted(request: Request, job):
+        """Admit the request (or 503), read its body within the time limit, then parse its files and run
+        `job(files)` in the pool: (the job's result, how long it waited for a thread)."""
         ticket = queue.admit()
         reading = True
         try:
             async with asyncio.timeout(settings.timeout_s):
                 body = await read_body(request, settings.max_body)
                 reading = False
-                job, *args = job_for(files_of(body, request.headers.get("content-type"), settings.max_files))
-                return await engine.run(ticket, job, *args)
+                content_type = request.headers.get("content-type")
+                return await engine.run(ticket, lambda: job(files_of(body, content_type, settings.max_files)))
         except TimeoutError:
             if reading:
                 raise ApiError(408, f"the request did not arrive within {settings.timeout_s:g} s", CLOSE) from None
@@ -93,7 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         def job(files):
             if len(files) != 1:
                 raise ApiError(400, "one file per request here; send several to /v1/predict/batch")
-            return (engine.overlay_png if heatmap else engine.analyse), files[0].data
+            return (engine.overlay_png if heatmap else engine.analyse)(files[0].data)
 
         result, queued_ms = await admitted(request, job)
         if heatmap:
@@ -102,7 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @v1.post("/predict/batch", openapi_extra=_BATCH, responses=_ERRORS)
     async def predict_batch(request: Request):
-        results, queued_ms = await admitted(request, lambda files: (engine.analyse_batch, files))
+        results, queued_ms = await admitted(request, engine.analyse_batch)
         return {"results": results, "queue_ms": queued_ms, "model": engine.model}
 
     @v1.get("/model")

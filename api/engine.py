@@ -43,16 +43,16 @@ class Engine:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, ticket: Ticket, job, *args):
-        """Run `job(*args)` in the pool: (its result, how long it waited for a thread in ms). The ticket is released
-        when the job is done, even if the client's wait was cancelled by the request timeout (the thread cannot be
+    async def run(self, ticket: Ticket, job):
+        """Run `job()` in the pool: (its result, how long it waited for a thread in ms). The ticket is released when
+        the job is done, even if the client's wait was cancelled by the request timeout (the thread cannot be
         stopped, and still uses a core)."""
         submitted = time.perf_counter()
         started = []
 
         def call():
             started.append(time.perf_counter())
-            return job(*args)
+            return job()
 
         future = self.pool.submit(call)
         ticket.handed_over = True
