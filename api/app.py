@@ -106,9 +106,11 @@ def create_app(settings: Settings) -> FastAPI:
         results, queued_ms = await admitted(request, engine.analyse_batch)
         return {"results": results, "queue_ms": queued_ms, "model": engine.model}
 
+    card = public_card(engine.predictor.card)
+
     @v1.get("/model")
     async def model_card():
-        return public_card(engine.predictor.card)
+        return card
 
     app.include_router(v1)
 
