@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-BENCHES = ["prepare_throughput", "train_throughput", "ddp_throughput", "onnx_latency", "browser"]
+BENCHES = ["prepare_throughput", "train_throughput", "ddp_throughput", "onnx_latency", "api_throughput", "browser"]
 
 if __name__ == "__main__":
     only = sys.argv[1:] or BENCHES

@@ -1,7 +1,8 @@
 """`cxr COMMAND [options]`: one command line for every stage (`cxr --help` lists them, `cxr COMMAND --help` shows
 each one's options with their defaults). `python build.py [options]` is `cxr build [options]`.
 
-A command's module is imported only when that command runs, so `cxr predict` and `cxr serve` start without torch.
+A command's module is imported only when that command runs, so `cxr predict`, `cxr serve` and `cxr api` start
+without torch.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ COMMANDS = {
                      "serve the built site on 127.0.0.1 with the headers it needs"),
     "release": Command("cxr.release", "add_arguments", "run",
                        "retrain the released model (models/) from the shared data with pinned seeds"),
+    "api": Command("cxr.pipeline", "add_api_arguments", "api.commands:run",
+                   "the REST API for an exported model (POST /v1/predict, ...; onnxruntime, no torch)"),
     "upgrade-checkpoint": Command("training.model.checkpoint", "add_arguments", "run",
                                   "convert a checkpoint of an earlier version to the current format"),
 }

@@ -235,3 +235,9 @@ def run_serve(args) -> int:
     serve(args.dist, args.port)
     return 0
 
+
+
+def add_api_arguments(parser) -> None:
+    from api.commands import add_arguments
+
+    add_arguments(parser, default_model=RELEASE_DIR)  # the released model, as `cxr build`

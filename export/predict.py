@@ -12,12 +12,13 @@ status is 1 if any file failed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from training.core.decode import DecodeError, decode
+from training.core.decode import MAX_PIXELS, DecodeError, decode
 from training.core.heatmap import hottest_point, overlay
 
 
@@ -28,6 +29,9 @@ class Predictor:
     """An exported model (model.onnx or model.int8.onnx beside its model.json) in onnxruntime."""
 
     def __init__(self, model: Path, threads: int = 0):
+        # onnxruntime's official wheels collect telemetry: at import they write a device id and an event store under
+        # ~/.cache and $TMPDIR and then upload events. Off unless asked for (it only works before the first import).
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort
 
         model = Path(model)
@@ -63,6 +67,22 @@ class Predictor:
             "inference_ms": (time.perf_counter() - started) * 1000,
         }
 
+    def predict_file(self, src, *, name=None, max_pixels=MAX_PIXELS) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Decode a file (path or bytes) and predict: (the result without the cams, the decoded gray image, the
+        top class's cam). Raises DecodeError. `cxr predict` and the REST API both go through here."""
+        started = time.perf_counter()
+        gray = decode(src, name=name, max_pixels=max_pixels)
+        decoded = time.perf_counter()
+        result = self.predict(gray)
+        cam = result.pop("cam")[self.card["classes"].index(result["top_class"])]
+        result.update(height=gray.shape[0], width=gray.shape[1], decode_ms=(decoded - started) * 1000)
+        return result, gray, cam
+
+
+def heatmap(gray: np.ndarray, cam: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The overlay of one class's cam on the image (RGB uint8) and the hottest point [row, col] in image pixels."""
+    return overlay(gray, cam), list(hottest_point(cam, *gray.shape))
+
 
 def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None, threads: int = 0):
     """Yield one result dict per file, in order; errors are results too."""
@@ -72,23 +92,18 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
     for file in files:
         started = time.perf_counter()
         try:
-            gray = decode(file)
+            result, gray, cam = predictor.predict_file(file)
         except DecodeError as e:
             yield {"file": file, "error": e.reason}
             continue
-        decoded = time.perf_counter()
-        result = predictor.predict(gray)
-        cam = result.pop("cam")
-        result = {"file": file, **result, "height": gray.shape[0], "width": gray.shape[1],
-                  "decode_ms": (decoded - started) * 1000}
+        result = {"file": file, **result}
         if heatmap_dir:
             from PIL import Image
 
-            k = predictor.card["classes"].index(result["top_class"])
             target = heatmap_dir / f"{Path(file).stem}.heatmap.png"
-            Image.fromarray(overlay(gray, cam[k])).save(target)
+            image, result["hottest_point"] = heatmap(gray, cam)
+            Image.fromarray(image).save(target)
             result["heatmap"] = str(target)
-            result["hottest_point"] = list(hottest_point(cam[k], *gray.shape))
         result["total_ms"] = (time.perf_counter() - started) * 1000
         yield result
 

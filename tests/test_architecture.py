@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REPO
 
-PACKAGES = ("training", "export", "pwa", "cxr")
+PACKAGES = ("training", "export", "pwa", "api", "cxr")
 
 # Lower layers first. A module may import its own group and any group of a lower layer; groups of one layer do not
 # import each other.
@@ -20,10 +20,13 @@ LAYERS = {
     "training.evaluation": 3,
     "export": 4,
     "pwa": 5,
+    "api": 5.5,  # the REST API may serve the PWA (pwa.headers), so it sits just above it
     "cxr": 6,
 }
-# Beyond the order: the deployable stages use no training loop and no evaluation.
-FORBIDDEN = {"export": ("training.loop", "training.evaluation"), "pwa": ("training.loop", "training.evaluation")}
+# Beyond the order: the deployable stages use no training loop and no evaluation; the API not even the model code
+# (torch): it runs on onnxruntime alone, through export.predict.
+DEPLOYABLE = ("training.loop", "training.evaluation")
+FORBIDDEN = {"export": DEPLOYABLE, "pwa": DEPLOYABLE, "api": (*DEPLOYABLE, "training.model")}
 
 
 def module_name(path: Path) -> str:
@@ -128,6 +131,8 @@ def test_no_import_cycle():
 @pytest.mark.parametrize("graph, expected", [
     ({"training.core.decode": {"training.model.checkpoint"}, "training.model.checkpoint": set()}, "not below"),
     ({"export.predict": {"training.loop.train"}, "training.loop.train": set()}, "must not use"),
+    ({"api.engine": {"training.model.checkpoint"}, "training.model.checkpoint": set()}, "must not use"),
+    ({"pwa.site": {"api.app"}, "api.app": set()}, "not below"),
     ({"training.data.cache": {"training.model.arch"}, "training.model.arch": set()}, "not below"),  # siblings
 ])
 def test_the_checks_catch_what_they_are_for(graph, expected):

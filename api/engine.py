@@ -1,0 +1,102 @@
+"""Inference for the API: one shared `export.predict.Predictor` (one onnxruntime session, safe to run from several
+threads) and a thread pool, so that decoding and inference never block the event loop.
+
+The file's bytes are sniffed first (415 for what is not a PNG, JPEG or DICOM at all), then decoded and predicted by
+the Predictor exactly as `cxr predict` does (422 with the decoder's reason for a corrupt or unsupported image).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from export.predict import Predictor, heatmap
+from training.core.decode import DecodeError, sniff
+
+from .errors import ApiError
+from .limits import Ticket
+from .settings import Settings
+
+
+class Engine:
+    def __init__(self, settings: Settings):
+        model_file = settings.model_file()
+        self.predictor = Predictor(model_file, settings.session_threads)
+        card = self.predictor.card
+        self.model = {"name": card["name"], "version": card["version"], "file": model_file.name}
+        self.max_pixels = settings.max_pixels
+        self.pool = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="cxr-inference")
+        self.ready = False
+
+    def warm_up(self) -> None:
+        """One prediction and one heatmap on a synthetic image: onnxruntime's first run and the lazy imports of
+        the overlay (matplotlib) happen now, not in a client's request."""
+        gray = np.linspace(0, 255, 64 * 64, dtype=np.float32).reshape(64, 64)
+        result = self.predictor.predict(gray)
+        _png(heatmap(gray, result["cam"][0])[0])
+        self.ready = True
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, ticket: Ticket, job):
+        """Run `job()` in the pool: (its result, how long it waited for a thread in ms). The ticket is released when
+        the job is done, even if the client's wait was cancelled by the request timeout (the thread cannot be
+        stopped, and still uses a core)."""
+        submitted = time.perf_counter()
+        started = []
+
+        def call():
+            started.append(time.perf_counter())
+            return job()
+
+        future = self.pool.submit(call)
+        ticket.handed_over = True
+        future.add_done_callback(lambda _: ticket.release())
+        result = await asyncio.wrap_future(future)
+        return result, (started[0] - submitted) * 1000
+
+    def analyse(self, data: bytes) -> dict:
+        """The Predictor's result for one file, with the model and the time it took in all."""
+        started = time.perf_counter()
+        result, _, _ = self._predict(data)
+        return {**result, "total_ms": (time.perf_counter() - started) * 1000, "model": self.model}
+
+    def overlay_png(self, data: bytes) -> bytes:
+        """The top class's heatmap over the image, as PNG bytes (made in memory)."""
+        _, gray, cam = self._predict(data)
+        return _png(heatmap(gray, cam)[0])
+
+    def analyse_batch(self, files: list) -> list[dict]:
+        """One result per file, in order; a file that fails is an error result, the others go on."""
+        results = []
+        for index, upload in enumerate(files):
+            entry = {"index": index, "filename": upload.filename}
+            try:
+                results.append({**entry, "status": 200, **self.analyse(upload.data)})
+            except ApiError as e:
+                results.append({**entry, "status": e.status, **e.body()})
+        return results
+
+    def _predict(self, data: bytes):
+        try:
+            sniff(data)
+        except DecodeError as e:
+            # Nothing at all (400), or bytes that are not an image format this model reads (415).
+            raise ApiError(400 if not data else 415, e.reason) from None
+        try:
+            return self.predictor.predict_file(data, max_pixels=self.max_pixels)
+        except DecodeError as e:
+            raise ApiError(422, e.reason) from None
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG", compress_level=3)  # speed over a few % of size for an overlay
+    return buffer.getvalue()

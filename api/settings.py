@@ -1,0 +1,102 @@
+"""What the server is told (command line or, for uvicorn's worker processes, the environment), and the rule that
+keeps it from being opened to a network without a token."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.core.decode import MAX_PIXELS
+
+TOKEN_ENV = "CXR_API_TOKEN"
+SETTINGS_ENV = "CXR_API_SETTINGS"  # how the parent hands the settings to uvicorn's worker processes
+MIN_TOKEN_LENGTH = 16
+MiB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """Settings the server refuses to start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: Path  # an export folder (its model.json names the default ONNX file) or one ONNX file beside model.json
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1  # uvicorn worker processes, each with its own onnxruntime session and thread pool
+    threads: int = 0  # inference threads per worker; 0: the cores shared out between the workers
+    session_threads: int = 1  # onnxruntime intra-op threads per run: the pool already keeps every core busy
+    queue: int = 0  # requests admitted at once per worker (running or waiting); 0: twice the threads
+    timeout_s: float = 30.0  # the whole request, upload included
+    max_body: int = 64 * MiB
+    max_files: int = 16  # per batch request
+    max_pixels: int = MAX_PIXELS
+    token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    site: Path | None = None  # a built PWA (dist/) to serve at /
+    max_connections: int = 256  # uvicorn's own backstop: beyond it, plain 503s before the app sees anything
+    retry_after_s: int = 1
+
+    @property
+    def pool_size(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+
+    @property
+    def queue_depth(self) -> int:
+        return self.queue or 2 * self.pool_size
+
+    def model_file(self) -> Path:
+        """The ONNX file to load: the folder's default model (model.json's default_model), or the file given."""
+        model = Path(self.model)
+        if model.is_dir():
+            card = model / "model.json"
+            if not card.exists():
+                raise SettingsError(f"{card} not found: --model must be an export folder (run `cxr export` first)")
+            return model / json.loads(card.read_text())["default_model"]
+        if not model.exists():
+            raise SettingsError(f"{model} not found: --model must be an export folder or an ONNX file")
+        return model
+
+    def check(self) -> "Settings":
+        """Refuse what would be unsafe or cannot work; returns self."""
+        if not is_loopback(self.host) and not self.token:
+            raise SettingsError(f"refusing to listen on {self.host} without a token: anything but a loopback address "
+                                f"needs --token or {TOKEN_ENV} (clients then send 'Authorization: Bearer TOKEN')")
+        if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
+            raise SettingsError(f"the token must be at least {MIN_TOKEN_LENGTH} characters "
+                                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        for name in ("workers", "max_body", "max_files", "max_pixels", "max_connections", "session_threads"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        if self.timeout_s <= 0 or self.threads < 0 or self.queue < 0:
+            raise SettingsError("timeout must be positive, threads and queue 0 (automatic) or more")
+        if self.site is not None and not (Path(self.site) / "index.html").is_file():
+            raise SettingsError(f"{self.site} has no index.html: build the site first (cxr pwa --model DIR)")
+        self.model_file()
+        return self
+
+    def to_env(self) -> str:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return json.dumps(values, default=str)
+
+    @classmethod
+    def from_env(cls, text: str) -> "Settings":
+        values = json.loads(text)
+        values["model"] = Path(values["model"])
+        values["site"] = Path(values["site"]) if values.get("site") else None
+        values["cors_origins"] = tuple(values.get("cors_origins") or ())
+        return cls(**values)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and the name localhost; everything else (0.0.0.0, ::, a LAN address, a name) is a network."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
