@@ -68,8 +68,8 @@ class Engine:
 
     def overlay_png(self, data: bytes) -> bytes:
         """The top class's heatmap over the image, as PNG bytes (made in memory)."""
-        _, gray, cam = self._predict(data)
-        return _png(heatmap(gray, cam)[0])
+        result, gray, cam = self._predict(data)
+        return _png(heatmap(gray, cam, result.get("crop_box"))[0])
 
     def analyse_batch(self, files: list) -> list[dict]:
         """One result per file, in order; a file that fails is an error result, the others go on."""

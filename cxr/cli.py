@@ -36,6 +36,8 @@ COMMANDS = {
                        "train and evaluate remedy variants under one protocol, tabulate them"),
     "lungs-train": Command("training.loop.lungs", "add_arguments", "run",
                            "train the lung segmenter on the lung masks (split by patient)"),
+    "lungs-evaluate": Command("training.evaluation.lungs", "add_arguments", "run",
+                              "Dice and IoU of the lung segmenter on held-out masks, fallback rates, contact sheets"),
     "loso": Command("training.evaluation.loso", "add_arguments", "run",
                     "leave-one-source-out: train without each source group, score it, tabulate the variants"),
     "export": Command("export.commands", "add_export_arguments", "run_export",

@@ -10,6 +10,7 @@ from pathlib import Path
 from training.core.checksum import sha256_file
 from training.core.classes import CLASSES
 from training.core.decode import GRAY_WEIGHTS
+from training.core.lungs import LUNG_SIZE
 from training.core.jsonio import plain
 from training.model.checkpoint import Checkpoint
 
@@ -85,7 +86,7 @@ def shortcut_sentences(shares: dict, probe: dict | None, within: list[dict]) -> 
 
 
 def model_card(ckpt: Checkpoint, checkpoint: Path, data: Path, files: dict, checks, int8_report: dict,
-               name: str = "cxr-triage") -> dict:
+               name: str = "cxr-triage", output_names=OUTPUT_NAMES) -> dict:
     summary = ckpt.data_summary
     demo = summary["sources"] == ["phantom"]
     digest = hashlib.sha256("".join(files[n]["sha256"] for n in sorted(files)).encode()).hexdigest()
@@ -102,9 +103,12 @@ def model_card(ckpt: Checkpoint, checkpoint: Path, data: Path, files: dict, chec
         "weights_origin": ckpt.weights_origin,
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 1, "height", "width"],
                   "range": [0, 255], "gray_weights": list(GRAY_WEIGHTS)},
-        "outputs": {"probabilities": ["batch", len(CLASSES)], "logits": ["batch", len(CLASSES)],
-                    "cam": ["batch", len(CLASSES), cam_side, cam_side], "ood_score": ["batch"]},
-        "output_names": list(OUTPUT_NAMES),
+        "outputs": {key: shape for key, shape in {
+            "probabilities": ["batch", len(CLASSES)], "logits": ["batch", len(CLASSES)],
+            "cam": ["batch", len(CLASSES), cam_side, cam_side], "ood_score": ["batch"],
+            "lung_mask": ["batch", 1, LUNG_SIZE, LUNG_SIZE], "crop_box": ["batch", 4], "lung_fallback": ["batch"],
+            "lung_evidence": ["batch"]}.items() if key in output_names},
+        "output_names": list(output_names),
         "preprocess": ckpt.preprocess.as_dict(),
         "temperature": ckpt.temperature,
         "calibration": ckpt.calibration,

@@ -27,7 +27,7 @@ def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
         actual = sha256_file(folder / name) if (folder / name).exists() else "missing"
         checks.append(verify.Check(f"{name}: sha256 matches model.json", float(actual == info["sha256"]), 1,
                                    actual == info["sha256"]))
-    checks += verify.check_fp32(folder / FP32, checkpoint)
+    checks += verify.check_fp32(folder / FP32, checkpoint, lungs_path=card.get("lungs", {}).get("segmenter", {}).get("path"))
     if INT8 in card["files"]:
         test = TestSet.of(data)
         outliers = [image for images in ood_probe.ood_sets().values() for image in images.values()]
@@ -60,6 +60,9 @@ def add_export_arguments(parser) -> None:
     parser.add_argument("--evaluation", type=Path,
                         help="metrics.json of `cxr evaluate` for this checkpoint, whose source probe goes into the "
                              "model card (default: CHECKPOINT_DIR/eval/metrics.json when present)")
+    parser.add_argument("--lungs", type=Path, metavar="LUNGS_PT",
+                        help="a lung segmenter (`cxr lungs-train`): add the evidence-in-the-lungs outputs to a model "
+                             "that does not crop to the lungs (one that does carries its own)")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 model")
     parser.add_argument("--calibration-images", type=int, default=48, help="training images for int8 calibration")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for metric CIs")
@@ -71,7 +74,7 @@ def run_export(args) -> int:
 
     try:
         card = export(args.checkpoint, args.out, args.data, args.int8, args.calibration_images, args.bootstrap,
-                      args.evaluation)
+                      args.evaluation, lungs=args.lungs)
     except ExportRejected as e:
         print(f"export: {e}", file=sys.stderr)
         return 1

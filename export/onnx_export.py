@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import torch
 
-from .wrapper import INPUT_NAME, OUTPUT_NAMES
+from .wrapper import INPUT_NAME
 
 OPSET = 18
 
@@ -30,7 +30,8 @@ def export_fp32(model: torch.nn.Module, path: Path) -> Path:
         warnings.simplefilter("ignore")
         raw = Path(tmp) / "raw.onnx"
         torch.onnx.export(model, (example,), raw, dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
-                          output_names=list(OUTPUT_NAMES), dynamic_shapes=dims, external_data=False, verbose=False)
+                          output_names=list(model.output_names), dynamic_shapes=dims, external_data=False,
+                          verbose=False)
         simplified, ok = onnxsim.simplify(onnx.load(raw))
     if not ok:
         raise RuntimeError("onnxsim could not validate the simplified model")

@@ -114,6 +114,30 @@ def try_int8(staging: Path, data: Path, test: TestSet, fp32_out: dict, threshold
     return report, [], None
 
 
+EVIDENCE_PERCENTILE = 5.0  # the warning: less evidence in the lungs than 95% of the validation X-rays
+
+
+def lung_report(wrapper, lungs_file, sess, data: Path, test_out: dict) -> dict:
+    """What the lung outputs mean for this model: the segmenter, the rules of its fallback, the warning threshold
+    of the evidence share (a percentile of the validation X-rays' shares) and how the test split fared."""
+    val_images, _ = decoded_split(data, "val")
+    val = verify.predict_all(sess, val_images) if val_images else None
+    shares = val["lung_evidence"][val["lung_fallback"] == 0] if val is not None else np.zeros(0)
+    threshold = float(np.percentile(shares, EVIDENCE_PERCENTILE)) if len(shares) else 0.5
+    rules = wrapper.lungs.rules.as_dict()
+    segmenter = Path(lungs_file) if lungs_file else Path(wrapper.preprocess.geometry.config.lung_crop)
+    evidence, fallback = test_out["lung_evidence"], test_out["lung_fallback"]
+    test = {"images": int(len(evidence))}
+    if len(evidence):
+        test.update(fallback_rate=float(fallback.mean()), evidence_median=float(np.median(evidence)),
+                    below_threshold=float((evidence < threshold).mean()))
+    return {"crop": wrapper.crops,
+            "segmenter": {"file": segmenter.name, "path": str(segmenter.resolve()), "sha256": sha256_file(segmenter)},
+            "rules": rules, "evidence_threshold": threshold,
+            "evidence_threshold_from": f"{EVIDENCE_PERCENTILE:g}th percentile of {len(shares)} validation X-rays",
+            "test": test}
+
+
 def source_probe_of(evaluation: Path | None, checkpoint: Path) -> dict | None:
     """The source probe that `cxr evaluate` measured for this very checkpoint (its metrics.json), or None."""
     if evaluation is None or not Path(evaluation).is_file():
@@ -146,22 +170,25 @@ def _accept(staging: Path, out: Path, files: dict, card: dict, checks: list) -> 
 
 
 def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = True, calibration_images: int = 48,
-           n_boot: int = 1000, evaluation: Path | None = None, name: str = "cxr-triage") -> dict:
+           n_boot: int = 1000, evaluation: Path | None = None, name: str = "cxr-triage",
+           lungs: Path | None = None) -> dict:
     """Export, verify and describe `checkpoint`. `evaluation`: the metrics.json of `cxr evaluate` for it (its source
-    probe goes into the model card; default: CHECKPOINT_DIR/eval/metrics.json when present)."""
+    probe goes into the model card; default: CHECKPOINT_DIR/eval/metrics.json when present). `lungs`: a lung
+    segmenter (`cxr lungs-train`) for the evidence-in-the-lungs outputs of a model that does not crop to the lungs
+    (one that does carries its own)."""
     checkpoint, out = Path(checkpoint), Path(out)
     evaluation = evaluation if evaluation is not None else checkpoint.parent / "eval" / "metrics.json"
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    wrapper, ckpt = from_checkpoint(checkpoint)
+    wrapper, ckpt = from_checkpoint(checkpoint, lungs)
     data = Path(data or ckpt.config["data"])
     probe = source_probe_of(evaluation, checkpoint)
     started = time.perf_counter()
 
     _log(f"export: fp32 ONNX of {ckpt.arch} ...")
     export_fp32(wrapper, staging / FP32)
-    checks = verify.check_fp32(staging / FP32, checkpoint)
+    checks = verify.check_fp32(staging / FP32, checkpoint, lungs_path=lungs)
 
     _log("export: test split through fp32 ...")
     test = TestSet.of(data)
@@ -186,15 +213,17 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
         _reject(staging, out, checks)
 
     _log("export: OOD rates and test-split metrics ...")
-    for name, info in files.items():
-        sess = fp32_sess if name == FP32 else verify.session(staging / name)
-        info["ood_rates"] = ood_rates(sess, sets, ckpt.ood_threshold, outputs[name]["ood_score"])
-        info["metrics_test"] = (evaluate_predictions(test.labels, outputs[name]["probabilities"], test.patients,
+    for file, info in files.items():
+        sess = fp32_sess if file == FP32 else verify.session(staging / file)
+        info["ood_rates"] = ood_rates(sess, sets, ckpt.ood_threshold, outputs[file]["ood_score"])
+        info["metrics_test"] = (evaluate_predictions(test.labels, outputs[file]["probabilities"], test.patients,
                                                      test.sources, n_boot) if len(test.images) else None)
-        info["sha256"] = sha256_file(staging / name)
-        info["size"] = (staging / name).stat().st_size
+        info["sha256"] = sha256_file(staging / file)
+        info["size"] = (staging / file).stat().st_size
 
-    card = model_card(ckpt, checkpoint, data, files, checks, int8_report, name)
+    card = model_card(ckpt, checkpoint, data, files, checks, int8_report, name, wrapper.output_names)
+    if wrapper.lungs is not None:
+        card["lungs"] = lung_report(wrapper, lungs, fp32_sess, data, outputs[FP32])
     card["shortcuts"] = shortcut_report(ckpt.data_summary, probe, test.labels, outputs[FP32]["probabilities"],
                                         test.patients, test.sources, n_boot)
     _accept(staging, out, files, card, checks)

@@ -63,9 +63,21 @@ class Predictor:
             "ood_score": float(out["ood_score"][0]),
             "ood": ood,
             "hottest_cell": [int(v) for v in np.unravel_index(int(cam[k].argmax()), cam[k].shape)],
+            **self._lungs(out),
             "cam": cam,
             "inference_ms": (time.perf_counter() - started) * 1000,
         }
+
+    def _lungs(self, out: dict) -> dict:
+        """The lung outputs, where the model has them (docs/lungs.md): where the map lies on the image (crop_box,
+        pixels), whether the lung mask was usable, and the share of the evidence inside the lungs."""
+        if "lung_evidence" not in out:
+            return {}
+        threshold = self.card.get("lungs", {}).get("evidence_threshold", 0.0)
+        fallback = bool(out["lung_fallback"][0] > 0.5)
+        evidence = float(out["lung_evidence"][0])
+        return {"crop_box": [float(v) for v in out["crop_box"][0]], "lung_fallback": fallback,
+                "lung_evidence": evidence, "lung_evidence_low": bool(not fallback and evidence < threshold)}
 
     def predict_file(self, src, *, name=None, max_pixels=MAX_PIXELS) -> tuple[dict, np.ndarray, np.ndarray]:
         """Decode a file (path or bytes) and predict: (the result without the cams, the decoded gray image, the
@@ -79,9 +91,10 @@ class Predictor:
         return result, gray, cam
 
 
-def heatmap(gray: np.ndarray, cam: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """The overlay of one class's cam on the image (RGB uint8) and the hottest point [row, col] in image pixels."""
-    return overlay(gray, cam), list(hottest_point(cam, *gray.shape))
+def heatmap(gray: np.ndarray, cam: np.ndarray, box=None) -> tuple[np.ndarray, list[int]]:
+    """The overlay of one class's cam on the image (RGB uint8) and the hottest point [row, col] in image pixels;
+    `box`: the region the cam covers (a lung-cropping model's crop_box), else the whole image."""
+    return overlay(gray, cam, box=box), list(hottest_point(cam, *gray.shape, box))
 
 
 def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None, threads: int = 0):
@@ -101,7 +114,7 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
             from PIL import Image
 
             target = heatmap_dir / f"{Path(file).stem}.heatmap.png"
-            image, result["hottest_point"] = heatmap(gray, cam)
+            image, result["hottest_point"] = heatmap(gray, cam, result.get("crop_box"))
             Image.fromarray(image).save(target)
             result["heatmap"] = str(target)
         result["total_ms"] = (time.perf_counter() - started) * 1000

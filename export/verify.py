@@ -19,6 +19,7 @@ from training.core.markdown import table as markdown_table
 from training.core.metrics import macro_auc
 from training.data.phantoms import phantom
 from training.model.checkpoint import Checkpoint, load_checkpoint
+from training.core.lungs import evidence_in_lungs
 from training.model.gradcam import gradcam
 
 from .wrapper import INPUT_NAME, OUTPUT_NAMES
@@ -34,6 +35,11 @@ LIMITS = {
     "int8_macro_auc_drop": 0.01,
     "int8_heatmap_correlation": 0.95,
     "int8_ood_agreement": 0.98,
+    "lung_mask_max_abs": 1e-4,
+    # The box comes from a thresholded mask: a probability within rounding of 0.5 can move an edge by one mask cell
+    # (1/160 of the side); more than that is a real difference.
+    "crop_box_of_side": 1 / 160 + 1e-4,
+    "lung_evidence_max_abs": 1e-3,
 }
 
 
@@ -66,7 +72,9 @@ def session(path) -> ort.InferenceSession:
 
 
 def run(sess: ort.InferenceSession, batch: np.ndarray) -> dict:
-    return dict(zip(OUTPUT_NAMES, sess.run(list(OUTPUT_NAMES), {INPUT_NAME: np.asarray(batch, np.float32)})))
+    """Every output of the graph by name."""
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {INPUT_NAME: np.asarray(batch, np.float32)})))
 
 
 def parity_batch(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -89,29 +97,65 @@ def _reference_no_grad(classifier, checkpoint: Checkpoint, x):
     return inputs, torch.softmax(logits.double() / checkpoint.temperature, 1), ood
 
 
-def reference(classifier, checkpoint: Checkpoint, batch: np.ndarray) -> dict:
-    """What the exported model must output, computed in PyTorch from the checkpoint alone."""
+def reference(classifier, checkpoint: Checkpoint, batch: np.ndarray, lungs=None) -> dict:
+    """What the exported model must output, computed in PyTorch from the checkpoint alone (and, for the lung
+    outputs, the segmenter `lungs`: a training.core.lungs.LungCrop)."""
     x = torch.as_tensor(batch, dtype=torch.float32)
     inputs, probabilities, ood = _reference_no_grad(classifier, checkpoint, x)
-    return {"probabilities": probabilities.numpy(), "cam": gradcam(classifier, inputs).numpy(),
-            "ood_score": ood.double().numpy()}
+    cam = gradcam(classifier, inputs)
+    out = {"probabilities": probabilities.numpy(), "cam": cam.numpy(), "ood_score": ood.double().numpy()}
+    if lungs is not None:
+        with torch.no_grad():
+            _, mask, box_pixels, fallback, box = lungs(x)
+            top = probabilities.argmax(1)
+            evidence = evidence_in_lungs(cam[torch.arange(len(top)), top], mask, box)
+        out.update(lung_mask=mask.numpy(), crop_box=box_pixels.numpy(), lung_fallback=fallback.numpy(),
+                   lung_evidence=evidence.numpy())
+    return out
 
 
-def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES) -> list[Check]:
+def reference_lungs(checkpoint: Checkpoint, lungs_path=None):
+    """The LungCrop the export carries: the checkpoint's own (lung crop) or a segmenter file's (evidence only)."""
+    own = checkpoint.preprocessing().geometry.lungs
+    if own is not None or lungs_path is None:
+        return own
+    from .wrapper import lungs_for_evidence
+
+    return lungs_for_evidence(lungs_path, checkpoint.preprocess.geometry.size)
+
+
+def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None) -> list[Check]:
     checkpoint = load_checkpoint(checkpoint_path).finished()
     classifier = checkpoint.classifier()
+    lungs = reference_lungs(checkpoint, lungs_path)
     sess = session(onnx_path)
-    diffs = {"probabilities": [], "cam": [], "ood": []}
+    diffs = {"probabilities": [], "cam": [], "ood": [], "lung_mask": [], "crop_box": [], "lung_fallback": [],
+             "lung_evidence": []}
     for i, (n, h, w) in enumerate(sizes):
         batch = parity_batch(n, h, w, seed=i)
-        got, ref = run(sess, batch), reference(classifier, checkpoint, batch)
+        got, ref = run(sess, batch), reference(classifier, checkpoint, batch, lungs)
         diffs["probabilities"].append(np.abs(got["probabilities"] - ref["probabilities"]).max())
         cam_range = max(float(ref["cam"].max() - ref["cam"].min()), 1e-12)
         diffs["cam"].append(np.abs(got["cam"] - ref["cam"]).max() / cam_range)
         diffs["ood"].append((np.abs(got["ood_score"] - ref["ood_score"]) / np.abs(ref["ood_score"])).max())
-    worst = {k: float(np.max(v)) for k, v in diffs.items()}  # np.max keeps a NaN, and NaN fails every check
+        if lungs is not None:
+            diffs["lung_mask"].append(np.abs(got["lung_mask"] - ref["lung_mask"]).max())
+            diffs["crop_box"].append((np.abs(got["crop_box"] - ref["crop_box"]) / max(h, w)).max())
+            diffs["lung_fallback"].append(np.abs(got["lung_fallback"] - ref["lung_fallback"]).max())
+            diffs["lung_evidence"].append(np.abs(got["lung_evidence"] - ref["lung_evidence"]).max())
+    worst = {k: float(np.max(v)) if v else None for k, v in diffs.items()}  # np.max keeps a NaN: it fails
     where = f"{len(sizes)} sizes"
-    return [
+    lung_checks = [] if lungs is None else [
+        Check(f"fp32 vs PyTorch: lung_mask max abs diff ({where})", worst["lung_mask"], LIMITS["lung_mask_max_abs"],
+              worst["lung_mask"] <= LIMITS["lung_mask_max_abs"]),
+        Check(f"fp32 vs PyTorch: crop_box max abs diff / image side ({where})", worst["crop_box"],
+              LIMITS["crop_box_of_side"], worst["crop_box"] <= LIMITS["crop_box_of_side"]),
+        Check(f"fp32 vs PyTorch: lung_fallback decisions differing ({where})", worst["lung_fallback"], 0,
+              worst["lung_fallback"] == 0),
+        Check(f"fp32 vs PyTorch: lung_evidence max abs diff ({where})", worst["lung_evidence"],
+              LIMITS["lung_evidence_max_abs"], worst["lung_evidence"] <= LIMITS["lung_evidence_max_abs"]),
+    ]
+    return lung_checks + [
         Check(f"fp32 vs PyTorch: probabilities max abs diff ({where})", worst["probabilities"],
               LIMITS["probabilities_max_abs"], worst["probabilities"] <= LIMITS["probabilities_max_abs"]),
         Check(f"fp32 cam vs autograd Grad-CAM: max abs diff / range ({where})", worst["cam"],
@@ -124,7 +168,7 @@ def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES) -> list[Check]:
 def predict_all(sess, images: list[np.ndarray]) -> dict:
     """Outputs for a list of 2-D gray images of any sizes, one at a time, stacked."""
     outs = [run(sess, image[None, None]) for image in images]
-    return {k: np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES}
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .preprocess import resize
+from .resample import box_grid, crop_to_box, resize
 
 LUNG_SIZE = 160
 LITE_MEAN, LITE_STD = 127.0, 128.0  # TF EfficientNet-Lite's input normalisation on 0..255
@@ -80,6 +80,7 @@ class LungRules:
     max_area: float = 0.75
     min_side: float = 0.15  # the smaller of the box's two halves holds at least this share of the lung
     margin: float = 0.05  # the box is widened by this share of the image on every side
+    tail: float = 0.01  # the box leaves out this share of the lung pixels at each end (stray pixels)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -91,7 +92,7 @@ class LungRules:
         areas = masks.float().mean((1, 2, 3))
         sides = side_share(masks.float(), full_box(masks))
         return cls(min_area=float(areas.min()) / 2, max_area=min(0.95, float(areas.max()) * 1.25),
-                   min_side=float(sides.min()) / 2, margin=margin)
+                   min_side=float(sides.min()) / 2, margin=margin)  # tail: the default
 
 
 def full_box(x: torch.Tensor) -> torch.Tensor:
@@ -100,12 +101,15 @@ def full_box(x: torch.Tensor) -> torch.Tensor:
     return torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float32, device=x.device).expand(n, 4)
 
 
-def _span(content: torch.Tensor, margin: float):
-    """content [N, L] (1.0 where a row or column holds lung) -> (start, end, present) as fractions of the side."""
-    length = content.shape[1]
-    first = content.argmax(dim=1).float()
-    last = (length - 1 - content.flip(1).argmax(dim=1)).float()
-    present = content.amax(dim=1) > 0
+def _span(mass: torch.Tensor, margin: float, tail: float):
+    """mass [N, L] (lung pixels per row or column) -> (start, end, present) as fractions of the side: the range that
+    holds all but `tail` of the lung at either end, so a few stray pixels far from the lungs do not widen the box."""
+    length = mass.shape[1]
+    total = mass.sum(dim=1, keepdim=True)
+    share = mass.cumsum(dim=1) / total.clamp(min=1e-6)
+    first = (share > tail).float().argmax(dim=1).float()
+    last = (share >= 1 - tail).float().argmax(dim=1).float()
+    present = total[:, 0] > 0
     start = (first / length - margin).clamp(0, 1)
     end = ((last + 1) / length + margin).clamp(0, 1)
     return start, end, present
@@ -126,30 +130,13 @@ def lung_box(prob: torch.Tensor, rules: LungRules) -> tuple[torch.Tensor, torch.
     """Lung probabilities [N,1,s,s] -> (box [N,4] as fractions x0, y0, x1, y1; fallback [N] 1.0 where the mask is
     implausible, and the box is then the whole image)."""
     mask = (prob > 0.5).float()
-    y0, y1, rows = _span(mask.amax(dim=3)[:, 0], rules.margin)
-    x0, x1, cols = _span(mask.amax(dim=2)[:, 0], rules.margin)
+    y0, y1, rows = _span(mask.sum(dim=3)[:, 0], rules.margin, rules.tail)
+    x0, x1, cols = _span(mask.sum(dim=2)[:, 0], rules.margin, rules.tail)
     box = torch.stack([x0, y0, x1, y1], 1)
     area = mask.mean((1, 2, 3))
     implausible = (~rows) | (~cols) | (area < rules.min_area) | (area > rules.max_area)
     implausible = implausible | (side_share(mask, box) < rules.min_side)
     return torch.where(implausible[:, None], full_box(prob), box), implausible.float()
-
-
-def box_grid(box: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The sampling grid (grid_sample, align_corners=False) of an output of height x width covering `box`."""
-    x0, y0, x1, y1 = box.unbind(1)
-    zero = torch.zeros_like(x0)
-    # affine_grid maps output [-1, 1] to input [2*x0 - 1, 2*x1 - 1] (and the same for y).
-    theta = torch.stack([torch.stack([x1 - x0, zero, x0 + x1 - 1], 1),
-                         torch.stack([zero, y1 - y0, y0 + y1 - 1], 1)], 1)
-    return F.affine_grid(theta, [box.shape[0], 1, height, width], align_corners=False)
-
-
-def crop_to_box(image: torch.Tensor, box: torch.Tensor, size: int) -> torch.Tensor:
-    """The region `box` of `image` [N,1,H,W], resampled to size x size: bilinear from an antialiased 2*size resize,
-    so shrinking a large image does not alias and the graph's shapes do not depend on the box."""
-    return F.grid_sample(resize(image, 2 * size), box_grid(box, size, size), mode="bilinear",
-                         padding_mode="border", align_corners=False)
 
 
 def evidence_in_lungs(cam: torch.Tensor, prob: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
@@ -176,8 +163,10 @@ class LungCrop(nn.Module):
         box, fallback = lung_box(prob, self.rules)
         if not self.crop:
             box = full_box(prob)
-        height, width = image.shape[-2:]
-        scale = torch.stack([torch.as_tensor(width), torch.as_tensor(height)] * 2).to(box)
+        # Sizes as tensors computed from the image (not Python numbers), so the exported graph keeps H, W dynamic.
+        one = box.new_ones(())
+        width, height = one * image.shape[-1], one * image.shape[-2]
+        scale = torch.stack([width, height, width, height])
         return crop_to_box(image, box, self.size), prob, box * scale, fallback, box
 
 

@@ -15,11 +15,14 @@ ONNX and run in onnxruntime-web, with no data-dependent shapes:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .resample import crop_to_box, resize
 
 # Bump when anything here changes the pixels that reach the network: it invalidates every cache entry.
 PREPROCESS_VERSION = 1
@@ -33,12 +36,18 @@ class GeometryConfig:
     size: int = 224
     crop_borders: bool = False
     suppress_text: bool = False
+    lung_crop: str = ""  # a lung segmenter file (`cxr lungs-train`): crop to the lung box (training/core/lungs.py)
+
+    def __post_init__(self):
+        if self.crop_borders and self.lung_crop:
+            raise ValueError("choose the border crop or the lung crop, not both")
 
     @property
     def tag(self) -> str:
-        """Names the cache folder: every setting that changes cached pixels is in it."""
+        """Names the cache folder: every setting that changes cached pixels is in it (the segmenter by content)."""
+        lungs = f"-lungs{_file_sha256(self.lung_crop)[:12]}" if self.lung_crop else ""
         return (f"v{PREPROCESS_VERSION}-{self.size}" + ("-crop" if self.crop_borders else "")
-                + ("-notext" if self.suppress_text else ""))
+                + ("-notext" if self.suppress_text else "") + lungs)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -50,12 +59,15 @@ class GeometryConfig:
             return value
         if isinstance(value, int):
             return cls(value)
-        return cls(int(value["size"]), bool(value.get("crop_borders", False)), bool(value.get("suppress_text", False)))
+        return cls(int(value["size"]), bool(value.get("crop_borders", False)), bool(value.get("suppress_text", False)),
+                   str(value.get("lung_crop") or ""))
 
 
-def resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Squash to `size` x `size` with antialiased bilinear resampling (exports to ONNX Resize antialias=1)."""
-    return F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str) -> str:
+    from .checksum import sha256_file
+
+    return sha256_file(path)
 
 
 class Resize(nn.Module):
@@ -95,13 +107,7 @@ class CropBorders(nn.Module):
         small = resize(image, self.thumbnail)[:, 0]
         y0, y1 = self._span((small.std(dim=2) > self.flat_std).float())
         x0, x1 = self._span((small.std(dim=1) > self.flat_std).float())
-        zero = torch.zeros_like(x0)
-        # affine_grid maps output [-1, 1] to input [2*x0 - 1, 2*x1 - 1] (and the same for y).
-        theta = torch.stack([torch.stack([x1 - x0, zero, x0 + x1 - 1], 1),
-                             torch.stack([zero, y1 - y0, y0 + y1 - 1], 1)], 1)
-        grid = F.affine_grid(theta, [image.shape[0], 1, self.size, self.size], align_corners=False)
-        return F.grid_sample(resize(image, 2 * self.size), grid, mode="bilinear", padding_mode="border",
-                             align_corners=False)
+        return crop_to_box(image, torch.stack([x0, y0, x1, y1], 1), self.size)
 
 
 def _dilate(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -131,12 +137,23 @@ class SuppressText(nn.Module):
 
 
 class Geometry(nn.Module):
-    """[N,1,H,W] 0..255 -> [N,1,S,S] 0..255: resize (or crop the borders and resize), then optionally suppress text."""
+    """[N,1,H,W] 0..255 -> [N,1,S,S] 0..255: resize (or crop the borders, or crop to the lungs, and resize), then
+    optionally suppress text. `lungs` (a LungCrop, with lung_crop) also gives the mask, box and fallback flag."""
 
     def __init__(self, config: GeometryConfig | int = 224):
         super().__init__()
         self.config = GeometryConfig.of(config)
-        self.resize = CropBorders(self.config.size) if self.config.crop_borders else Resize(self.config.size)
+        self.lungs = None
+        if self.config.lung_crop:
+            from .lungs import LungCrop, load_segmenter
+
+            segmenter, rules, _ = load_segmenter(self.config.lung_crop)
+            self.lungs = LungCrop(segmenter, rules, self.config.size)
+            self.resize = lambda image: self.lungs(image)[0]  # noqa: E731
+        elif self.config.crop_borders:
+            self.resize = CropBorders(self.config.size)
+        else:
+            self.resize = Resize(self.config.size)
         self.text = SuppressText() if self.config.suppress_text else nn.Identity()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -192,9 +209,14 @@ class Preprocess(nn.Module):
         return self.normalize(self.geometry(image))
 
 
+@functools.lru_cache(maxsize=4)
+def _geometry(config: GeometryConfig) -> Geometry:
+    return Geometry(config).eval()  # built once per process: the lung crop loads a network
+
+
 def resize_to_uint8(gray, geometry: GeometryConfig | int) -> "numpy.ndarray":  # noqa: F821
     """Decoded 2-D gray array (0..255) -> S x S uint8 through `Geometry`, as stored in the cache."""
     x = torch.as_tensor(gray, dtype=torch.float32)[None, None]
     with torch.no_grad():
-        y = Geometry(geometry)(x)[0, 0]
+        y = _geometry(GeometryConfig.of(geometry))(x)[0, 0]
     return y.round_().clamp_(0, 255).to(torch.uint8).numpy()

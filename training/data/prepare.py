@@ -54,10 +54,10 @@ def process_all(files: list[str], cache: Cache, workers: int, progress: bool = T
 def prepare(data: list[str], out: Path, *, cache_dir: Path | None = None, size: int = 224, seed: int = 0,
             fractions=DEFAULT_FRACTIONS, workers: int | None = None, progress: bool = True,
             class_map: dict | None = None, patient_regex: str | None = None, rsna_not_normal: str | None = None,
-            crop_borders: bool = False, suppress_text: bool = False) -> dict:
+            crop_borders: bool = False, suppress_text: bool = False, lung_crop: str = "") -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    geometry = GeometryConfig(size, crop_borders, suppress_text)
+    geometry = GeometryConfig(size, crop_borders, suppress_text, str(Path(lung_crop).resolve()) if lung_crop else "")
     cache = Cache(cache_dir or out / "cache", geometry)
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
 
@@ -181,6 +181,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="crop flat margins to the image content (in the exported graph too; docs/shortcuts.md)")
     parser.add_argument("--suppress-text", action="store_true",
                         help="replace burned-in letters and markers by their surroundings (in the graph too)")
+    parser.add_argument("--lung-crop", metavar="LUNGS_PT",
+                        help="crop every image to its lung box found by this segmenter (`cxr lungs-train`), in "
+                             "the exported graph too; implausible masks fall back to the whole image (docs/lungs.md)")
     parser.add_argument("--rsna-not-normal", choices=CLASSES,
                         help="RSNA: keep 'No Lung Opacity / Not Normal' images with this label (default: excluded)")
 
@@ -191,7 +194,7 @@ def run(args) -> int:
                           fractions=tuple(args.fractions), workers=args.workers,
                           class_map=parse_class_map(args.class_map), patient_regex=args.patient_regex,
                           rsna_not_normal=args.rsna_not_normal, crop_borders=args.crop_borders,
-                          suppress_text=args.suppress_text)
+                          suppress_text=args.suppress_text, lung_crop=args.lung_crop or "")
     except ValueError as e:  # a dataset that cannot be read at all (missing folder, bad CSV header, ...)
         raise SystemExit(f"prepare: {e}") from None
     print(f"{summary['images']} images, {summary['patients']} patients "
