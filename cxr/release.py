@@ -75,6 +75,7 @@ def _release_notes(card: dict, prov: dict) -> str:
              "| | |", "|---|---|",
              f"| command | `{prov['command']}` |",
              f"| commit | `{prov['commit'] or 'unknown'}`{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''} |",
+             *([f"| training | {prov['training']} |"] if "training" in prov else []),
              f"| data | {', '.join(f'`{d}`' for d in prov['data'])} |"]
     lines += [f"| manifest sha256 of `{spec}` | `{sha}` |" for spec, sha in prov["data_manifest_sha256"].items()]
     lines += [f"| made on | {prov['machine']}, Python {prov['python']}, {card['created']} |",
@@ -92,14 +93,32 @@ def _release_notes(card: dict, prov: dict) -> str:
     return "\n".join(lines)
 
 
+def reexport(work: Path, name: str) -> dict:
+    """Export WORK's trained and evaluated checkpoint again (after a change to export), without retraining."""
+    from export.package import export
+
+    folders = {"prepared": work / "prepared", "run": work / "run", "eval": work / "eval", "model": work / "model"}
+    missing = [str(p) for p in (folders["run"] / "best.pt", folders["eval"] / "metrics.json") if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"--reexport needs a finished release run: {', '.join(missing)} not found")
+    export(folders["run"] / "best.pt", folders["model"], evaluation=folders["eval"] / "metrics.json", name=name)
+    return folders
+
+
 def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work" / "release",
-            command: list[str] | None = None) -> dict:
-    """Train, evaluate and export the release recipe on `data`, then (re)write `out`. Returns the model card."""
+            command: list[str] | None = None, reexport_only: bool = False) -> dict:
+    """Train, evaluate and export the release recipe on `data`, then (re)write `out`. Returns the model card.
+    `reexport_only`: reuse the trained and evaluated run in `work` (provenance says so)."""
     args = Namespace(data=data, demo=False, work=work, dist=work / "dist", force=False, phantoms=0, name=out.name,
                      class_map={}, patient_regex=None, rsna_not_normal=None, **RECIPE)
     # The commit and data as they are when training starts (the run is long: the tree may change meanwhile).
     prov = provenance(data, command or ["cxr", "release", *sum((["--data", d] for d in data), [])])
-    folders = build(args, site=False)
+    if reexport_only:
+        prov["training"] = (f"reused from {work / 'run'} (best.pt of "
+                            f"{_mtime(work / 'run' / 'best.pt')}); exported again at this commit")
+        folders = reexport(work, out.name)
+    else:
+        folders = build(args, site=False)
     card = json.loads((folders["model"] / "model.json").read_text())
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -118,17 +137,25 @@ def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work"
     return card
 
 
+def _mtime(path: Path) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--data", action="append", metavar="SRC",
                         help=f"dataset(s) to train on (default: {SHARED_DATA / 'cxr'})")
     parser.add_argument("--out", type=Path, default=RELEASE_DIR, help="the release folder to (re)write")
     parser.add_argument("--work", type=Path, default=REPO / "work" / "release", help="intermediate files")
+    parser.add_argument("--reexport", action="store_true",
+                        help="do not train: export the finished run in --work again and rewrite the release")
 
 
 def run(args) -> int:
     data = args.data or [str(SHARED_DATA / "cxr")]
     try:
-        card = release(data, args.out, args.work, ["cxr", "release", *sys.argv[2:]])
+        card = release(data, args.out, args.work, ["cxr", "release", *sys.argv[2:]], args.reexport)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"release: {e}") from None
     sizes = ", ".join(f"{n} {info['size'] / 1e6:.1f} MB" for n, info in card["files"].items())

@@ -12,6 +12,7 @@ from training.core.classes import CLASSES
 from training.core.decode import GRAY_WEIGHTS
 from training.core.lungs import LUNG_SIZE
 from training.core.jsonio import plain
+from training.core.metrics import within_source_aucs
 from training.model.checkpoint import Checkpoint
 
 from . import verify

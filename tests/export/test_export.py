@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +122,20 @@ def test_export_with_border_crop_and_text_suppression_verifies(tiny_export_geome
     fp32_checks = [c for c in card["verification"] if c["name"].startswith("fp32")]
     assert len(fp32_checks) == 3 and all(c["passed"] for c in fp32_checks)
     assert main(["verify", str(tiny_export_geometry)]) == 0
+
+
+def test_shortcut_report_of_two_sources_uses_the_evaluation_s_probe():
+    from export.card import shortcut_report
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 10 + [2] * 10 + [1] * 10 + [2] * 10)
+    sources = ["ieee8023"] * 20 + ["nih"] * 20
+    probs = rng.dirichlet(np.ones(3), 40)
+    summary = {"sources": ["ieee8023", "nih"], "counts": {"train": {
+        "ieee8023": {"COVID-19": 50, "Normal": 0, "Pneumonia": 10}, "nih": {"COVID-19": 0, "Normal": 40, "Pneumonia": 40}}}}
+    probe = {"all": {"accuracy": 0.9, "chance_accuracy": 0.6, "balanced_accuracy": 0.9}, "within_label": {}}
+    report = shortcut_report(summary, probe, labels, probs, [str(i) for i in range(40)], sources, 20)
+    assert report["source_probe"] is probe and report["class_sources"]["COVID-19"] == {"ieee8023": 1.0}
+    assert {(w["source"], w["pair"]) for w in report["within_source"]} == {("ieee8023", "COVID-19 vs Pneumonia"),
+                                                                           ("nih", "Normal vs Pneumonia")}
+    assert any("90% of cases" in s for s in report["summary"])

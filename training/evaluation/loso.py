@@ -39,6 +39,7 @@ from ..loop.train import train
 from ..model.checkpoint import load_checkpoint
 from ..model.inference import predict
 from .evaluate import noise_sensitivity
+from .lungs import evidence_against_true_masks
 from .report import fmt
 from .robustness import reencoding_sensitivity
 from .source_probe import source_probe
@@ -64,6 +65,7 @@ FOLDS = {
 class Variant:
     options: dict = field(default_factory=dict)  # TrainConfig fields
     hannover: bool = True  # Hannover's films in training (else it is held out of every run)
+    lung_crop: bool = False  # prepared with the lung crop (needs --lungs: a `cxr lungs-train` segmenter)
 
 
 REMEDIES = {"balance_sources": True, "select": "within_source", "adversary": 0.3}
@@ -76,6 +78,7 @@ VARIANTS = {
     "all": Variant(REMEDIES),
     "lite1": Variant({**REMEDIES, "arch": "efficientnet_lite1"}),
     "lite2": Variant({**REMEDIES, "arch": "efficientnet_lite2"}),
+    "lungcrop": Variant(REMEDIES, lung_crop=True),
 }
 
 
@@ -148,7 +151,7 @@ def fold_metrics(fold: Fold, s: dict, n_boot: int) -> dict:
     return result
 
 
-def internal_metrics(s: dict, n_boot: int) -> dict:
+def internal_metrics(s: dict, n_boot: int, lung_masks: Path | None = None) -> dict:
     """The internal test split of ../cxr's sources, with the robustness and the within-class source probe."""
     rows, probs = s["rows"], s["probs"]
     test = [i for i, r in enumerate(rows) if r["split"] == "test" and r["source"] in INTERNAL_SOURCES]
@@ -164,6 +167,8 @@ def internal_metrics(s: dict, n_boot: int) -> dict:
     result["source_probe"] = source_probe(s["features"][trained], np.array([CLASSES.index(rows[i]["label"])
                                                                              for i in trained]),
                                           [rows[i]["source"] for i in trained], [rows[i]["patient_id"] for i in trained])
+    if lung_masks:
+        result["evidence_true_masks"] = evidence_against_true_masks(ckpt, [rows[i]["file"] for i in test], lung_masks)
     hannover_test = test_rows(rows, "hannover")
     if hannover_test and "hannover" in ckpt.data_summary["sources"]:
         result["hannover_test_correct"] = float((probs[hannover_test].argmax(1) == CLASSES.index("COVID-19")).mean())
@@ -175,7 +180,7 @@ def test_rows(rows: list[dict], source: str) -> list[int]:
 
 
 def run_variant(name: str, prepared: Path, out: Path, epochs: int, seed: int, n_boot: int,
-                arch: str = "efficientnet_lite0", weights: str = "imagenet") -> dict:
+                arch: str = "efficientnet_lite0", weights: str = "imagenet", lung_masks: Path | None = None) -> dict:
     """Train (resumably) and score every run of one variant; cached in OUT/<variant>/results.json."""
     variant = VARIANTS[name]
     results_path = out / name / "results.json"
@@ -196,7 +201,7 @@ def run_variant(name: str, prepared: Path, out: Path, epochs: int, seed: int, n_
                                              "wall_seconds": time.perf_counter() - started}}
         run = trained[holdout]
         results["runs"][what] = {"holdout": holdout, "folder": str(run["folder"]), "training": run["training"],
-                                 **(internal_metrics(run["scored"], n_boot) if what == "internal"
+                                 **(internal_metrics(run["scored"], n_boot, lung_masks) if what == "internal"
                                     else fold_metrics(FOLDS[what], run["scored"], n_boot))}
     results_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(results_path, results)
@@ -212,7 +217,7 @@ def loso_table(rows: dict[str, dict]) -> str:
             "Hannover sent to N / P", "ieee8023 COVID-19: sensitivity", "AUC vs others", "vs ieee8023 Pneumonia",
             "ieee8023 Pneumonia: sensitivity", "AUC vs others", "vs ieee8023 COVID-19",
             "probe within COVID-19 / Pneumonia (bal. acc.)", "+-2 grey levels / JPEG 75 top-1 changed",
-            "JPEG 75 mean change", "training min (all runs)"]
+            "JPEG 75 mean change", "evidence inside true lungs", "training min (all runs)"]
     lines = []
     for name, r in rows.items():
         runs = r["runs"]
@@ -236,6 +241,8 @@ def loso_table(rows: dict[str, dict]) -> str:
         re = runs["internal"]["reencoding"]["jpeg75"]
         cells.append(f"{100 * runs['internal']['noise_sensitivity']:.0f}% / {100 * re['top1_changed']:.0f}%")
         cells.append(f"{re['mean_abs_change']:.3f}")
+        evidence = runs["internal"].get("evidence_true_masks")
+        cells.append(f"{evidence['mean']:.2f} ({evidence['images']})" if evidence else "n/a")
         seconds = {v["holdout"]: v["training"]["wall_seconds"] for v in runs.values()}
         cells.append(f"{sum(seconds.values()) / 60:.0f}")
         lines.append(cells)
@@ -253,19 +260,30 @@ def add_arguments(parser) -> None:
     parser.add_argument("--arch", default="efficientnet_lite0", help="backbone, unless a variant sets its own")
     parser.add_argument("--weights", default="imagenet", help="initial weights (as `cxr train --weights`)")
     parser.add_argument("--size", type=int, default=224, help="network input side (as `cxr prepare --size`)")
+    parser.add_argument("--lungs", type=Path, help="the lung segmenter (`cxr lungs-train`) of the lungcrop variant")
+    parser.add_argument("--lung-masks", type=Path,
+                        help="the lungmasks folder: also measure the evidence inside the true lungs of test films")
+
+
+def _prepared(args, lung_crop: bool) -> Path:
+    """One prepared folder per geometry, the same split (by patient, seeded) in each."""
+    prepared = args.out / ("prepared-lungcrop" if lung_crop else "prepared")
+    if lung_crop and not args.lungs:
+        raise SystemExit("loso: the lungcrop variant needs --lungs (a segmenter from `cxr lungs-train`)")
+    if not (prepared / "prepared.json").exists():
+        prepare(args.data, prepared, cache_dir=args.out / "cache", seed=args.seed, size=args.size,
+                lung_crop=str(args.lungs) if lung_crop else "")
+    return prepared
 
 
 def run(args) -> int:
-    prepared = args.out / "prepared"
-    if not (prepared / "prepared.json").exists():
-        prepare(args.data, prepared, cache_dir=args.out / "cache", seed=args.seed, size=args.size)
-    sources = {r["source"] for r in load_prepared(prepared)[1]}
     rows = {}
     for name in args.variants:
-        if VARIANTS[name].hannover and "hannover" not in sources:
+        prepared = _prepared(args, VARIANTS[name].lung_crop)
+        if VARIANTS[name].hannover and "hannover" not in {r["source"] for r in load_prepared(prepared)[1]}:
             raise SystemExit(f"loso: variant {name} needs the Hannover films: add --data ../shared/data/hannover")
         rows[name] = run_variant(name, prepared, args.out, args.epochs, args.seed, args.bootstrap, args.arch,
-                                 args.weights)
+                                 args.weights, args.lung_masks)
     text = loso_table(rows)
     (args.out / "loso-table.md").write_text(text)
     print(text)

@@ -164,3 +164,46 @@ def run(args) -> int:
     print(report(r))
     print(f"wrote {args.out}")
     return 0
+
+
+def mask_index(masks_root: Path) -> dict[str, str]:
+    """Radiograph path (resolved) -> its lung mask's path, from the lungmasks manifest."""
+    masks_root = Path(masks_root)
+    with open(masks_root / "manifest.csv", newline="") as f:
+        return {str((masks_root / r["image"]).resolve()): str((masks_root / r["mask"]).resolve())
+                for r in csv.DictReader(f)}
+
+
+@torch.no_grad()
+def _true_share(cam: torch.Tensor, mask: torch.Tensor, box: torch.Tensor) -> float:
+    from ..core.lungs import evidence_in_lungs
+
+    return float(evidence_in_lungs(cam, mask, box)[0])
+
+
+def evidence_against_true_masks(checkpoint, files: list[str], masks_root: Path) -> dict | None:
+    """For test films that have a drawn lung mask: the share of the predicted class's Grad-CAM mass inside the
+    true lungs, with the CAM placed where the model looked (its lung box, when it crops). None without masks."""
+    from ..core.lungs import full_box
+    from ..model.gradcam import gradcam
+
+    index = mask_index(masks_root)
+    chosen = [f for f in files if str(Path(f).resolve()) in index]
+    if not chosen:
+        return None
+    classifier, preprocessing = checkpoint.classifier(), checkpoint.preprocessing()
+    lungs = preprocessing.geometry.lungs
+    shares = []
+    for file in chosen:
+        x = torch.as_tensor(decode(file))[None, None]
+        truth = torch.as_tensor(np.asarray(Image.open(index[str(Path(file).resolve())]).convert("L"), np.float32)
+                                / 255)[None, None]
+        box = lungs(x)[4] if lungs is not None else full_box(x)
+        inputs = preprocessing(x)
+        with torch.enable_grad():
+            cams = gradcam(classifier, inputs)
+        k = int(classifier(inputs).argmax(1))
+        shares.append(_true_share(cams[:, k], truth, box))
+    shares = np.array(shares)
+    return {"images": len(shares), "mean": float(shares.mean()), "median": float(np.median(shares)),
+            "below_half": float((shares < 0.5).mean())}
