@@ -1,10 +1,12 @@
 """`cxr predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
 
-Prints one JSON line per image: probabilities, predicted class, OOD flag and timings; `--heatmap-dir` also writes
-an overlay PNG of the model's top class's heatmap. An image that does not look like a frontal chest X-ray (OOD)
-gets `"class": null` and `"class_withheld"` saying why: the probabilities are still there, but no diagnosis is
-given for it. A file that cannot be read gives one JSON line with its error, and the run goes on; the exit
-status is 1 if any file failed.
+Prints one JSON line per image: probabilities, predicted class, its uncertainty band, OOD flag and timings;
+`--heatmap-dir` also writes an overlay PNG of the model's top class's heatmap, weighted by its probability on the
+image's common scale (as the app draws it by default). An image that does not look like a frontal chest X-ray (OOD)
+gets `"class": null`, `"band": null` and `"class_withheld"` saying why: the probabilities are still there, but no
+diagnosis is given for it. `"band"` is "confident" or "uncertain" by model.json's `uncertainty` rule
+(export/uncertainty.py; null too for an export without one). A file that cannot be read gives one JSON line with
+its error, and the run goes on; the exit status is 1 if any file failed.
 
 `Predictor` is the one predictor: this command and the REST API use it, on the same ONNX file and outputs.
 """
@@ -18,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from training.core.decode import DecodeError, decode
-from training.core.heatmap import hottest_point, overlay
+from training.core.heatmap import colorize, heat_values, hottest_point
+
+from .uncertainty import band
 
 
 OOD_WITHHELD = "out of distribution: the image does not look like a frontal chest X-ray"
@@ -56,6 +60,7 @@ class Predictor:
             "class": None if ood else self.card["classes"][k],  # no diagnosis for what is not a chest X-ray
             **({"class_withheld": OOD_WITHHELD} if ood else {}),
             "top_class": self.card["classes"][k],  # the model's raw argmax, whatever the image is
+            "band": band(probabilities, ood, self.card.get("uncertainty")),
             "ood_score": float(out["ood_score"][0]),
             "ood": ood,
             "hottest_cell": [int(v) for v in np.unravel_index(int(cam[k].argmax()), cam[k].shape)],
@@ -86,7 +91,8 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
 
             k = predictor.card["classes"].index(result["top_class"])
             target = heatmap_dir / f"{Path(file).stem}.heatmap.png"
-            Image.fromarray(overlay(gray, cam[k])).save(target)
+            probabilities = list(result["probabilities"].values())
+            Image.fromarray(colorize(gray, heat_values(cam, k, *gray.shape, probabilities))).save(target)
             result["heatmap"] = str(target)
             result["hottest_point"] = list(hottest_point(cam[k], *gray.shape))
         result["total_ms"] = (time.perf_counter() - started) * 1000

@@ -1,5 +1,11 @@
 """Heatmap display helpers without torch (the predict CLI runs on numpy and onnxruntime alone): bilinear
-upsampling with half-pixel centres (what the browser draws), the hottest point, and a coloured overlay."""
+upsampling with half-pixel centres (what the browser draws), the hottest point, the display scale, and a coloured
+overlay.
+
+The display scale (the browser's pwa/static/worker/heatmap.js `heatValues` is the same formula): by default a
+class's map is weighted by its probability and put on one scale shared by every class of the image,
+map_k * p_k / max_c(p_c * max(map_c)), so the map of a class the model gives 0.1 % stays dark instead of showing a
+bright spot; normalising each class to its own maximum (what `overlay` does) remains available as a choice."""
 
 from __future__ import annotations
 
@@ -28,13 +34,35 @@ def hottest_point(cam: np.ndarray, height: int, width: int) -> tuple[int, int]:
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(up)), up.shape))
 
 
-def overlay(gray: np.ndarray, cam: np.ndarray, opacity: float = 0.45, colormap: str = "inferno") -> np.ndarray:
-    """RGB uint8: the gray image with the map (normalised to its max, upsampled) blended on top."""
+def common_scale(cams: np.ndarray, probabilities) -> float:
+    """max over classes of p_c * max(map_c), on the raw [classes, h, w] maps: the one divisor for all classes."""
+    cams = np.asarray(cams, dtype=np.float32)
+    return float(max(float(p) * float(cams[c].max()) for c, p in enumerate(probabilities)))
+
+
+def heat_values(cams: np.ndarray, k: int, height: int, width: int, probabilities=None) -> np.ndarray:
+    """Class k's map at height x width, in 0..1. With `probabilities`: weighted by p_k on the image's common scale
+    (the default display); without: normalised to its own (upsampled) maximum."""
+    up = upsample(cams[k], height, width)
+    if probabilities is None:
+        divisor, weight = float(up.max()), 1.0
+    else:
+        divisor, weight = common_scale(cams, probabilities), float(probabilities[k])
+    return np.minimum(up * weight / divisor, 1).astype(np.float32) if divisor > 0 else np.zeros_like(up)
+
+
+def colorize(gray: np.ndarray, values: np.ndarray, opacity: float = 0.45, colormap: str = "inferno") -> np.ndarray:
+    """RGB uint8: the gray image with `values` (0..1, the image's size) coloured and blended on top, alpha = value."""
     from matplotlib import colormaps
 
     gray = np.asarray(gray, dtype=np.float32)
-    up = upsample(cam, *gray.shape)
-    up = up / up.max() if up.max() > 0 else up
+    up = np.asarray(values, dtype=np.float32)
     heat = colormaps[colormap](up)[..., :3] * 255
     alpha = opacity * up[..., None]
     return np.clip(gray[..., None] * (1 - alpha) + heat * alpha, 0, 255).astype(np.uint8)
+
+
+def overlay(gray: np.ndarray, cam: np.ndarray, opacity: float = 0.45, colormap: str = "inferno") -> np.ndarray:
+    """RGB uint8: the gray image with one map (normalised to its own max, upsampled) blended on top."""
+    gray = np.asarray(gray, dtype=np.float32)
+    return colorize(gray, heat_values(np.asarray(cam)[None], 0, *gray.shape), opacity, colormap)
