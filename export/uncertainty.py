@@ -33,7 +33,7 @@ def band(probabilities, ood: bool, uncertainty: dict | None) -> str | None:
     that cannot be checked."""
     if ood or not uncertainty:
         return None
-    rule = uncertainty["rule"]
+    rule = uncertainty.get("rule") or {}
     if rule.get("kind") != KIND or rule.get("threshold") is None:
         return "uncertain"
     return "uncertain" if float(max(probabilities)) < rule["threshold"] else "confident"
