@@ -19,8 +19,8 @@ export function reportLines(result, card, view, now = new Date()) {
   const shown = !v.withheld || view.revealed;
   const p = result.probabilities;
   let outcome = `${v.topClass}${v.band ? ` (${v.band})` : ""}`;
-  if (v.withheld) outcome = `withheld: ${WITHHELD_OOD}. No diagnosis is given for this image.`;
-  else if (v.band === "uncertain") outcome = `uncertain: ${v.leading.map((i) => card.classes[i]).join(" or ")}`;
+  if (v.withheld) outcome = `Withheld: ${WITHHELD_OOD}. No diagnosis is given for this image.`;
+  else if (v.band === "uncertain") outcome = `Uncertain: ${v.leading.map((i) => card.classes[i]).join(" or ")}`;
   const threshold = fixed(card.ood_threshold, 1);
   const lines = [
     ["File", `${result.name} (${result.width} x ${result.height} pixels)`],
