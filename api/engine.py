@@ -37,7 +37,7 @@ class Engine:
         the overlay (matplotlib) happen now, not in a client's request."""
         gray = np.linspace(0, 255, 64 * 64, dtype=np.float32).reshape(64, 64)
         result = self.predictor.predict(gray)
-        _png(heatmap(gray, result["cam"][0])[0])
+        _png(heatmap(gray, result.pop("cam"), result)[0])
         self.ready = True
 
     def close(self) -> None:
@@ -68,8 +68,8 @@ class Engine:
 
     def overlay_png(self, data: bytes) -> bytes:
         """The top class's heatmap over the image, as PNG bytes (made in memory)."""
-        result, gray, cam = self._predict(data)
-        return _png(heatmap(gray, cam, result.get("crop_box"))[0])
+        result, gray, cams = self._predict(data)
+        return _png(heatmap(gray, cams, result)[0])
 
     def analyse_batch(self, files: list) -> list[dict]:
         """One result per file, in order; a file that fails is an error result, the others go on."""

@@ -115,19 +115,28 @@ def first_prediction(browser, url: str, image: Path) -> dict:
     return result
 
 
-def lighthouse(url: str, chromium: str) -> dict | None:
+LIGHTHOUSE_CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 3}
+
+
+def lighthouse(url: str, chromium: str, categories=LIGHTHOUSE_CATEGORIES, phone: bool = False) -> dict | None:
+    """Lighthouse category scores (0-100) for `url`: desktop, or a 390x844 phone screen; None when it cannot run.
+    tests/pwa/test_accessibility.py uses it too."""
     binary = REPO / "node_modules" / ".bin" / "lighthouse"
     if not binary.exists():
         print("note: node_modules/.bin/lighthouse missing (npm ci); skipping Lighthouse")
         return None
     from tests.pwa.conftest import CHROMIUM_ARGS
 
+    screen = (["--form-factor=mobile", "--screenEmulation.mobile"]
+              + [f"--screenEmulation.{key}={value}" for key, value in PHONE.items()] if phone
+              else ["--form-factor=desktop", "--screenEmulation.disabled"])
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         result = subprocess.run(
             [str(binary), url, "--output=json", f"--output-path={report}", "--quiet", f"--chrome-path={chromium}",
-             f"--chrome-flags={' '.join(CHROMIUM_ARGS)}", "--only-categories=performance,accessibility,best-practices,seo",
-             "--form-factor=desktop", "--screenEmulation.disabled", "--throttling-method=provided"],
+             f"--chrome-flags={' '.join(CHROMIUM_ARGS)}", f"--only-categories={','.join(categories)}", *screen,
+             "--throttling-method=provided"],
             capture_output=True, text=True, timeout=300)
         if result.returncode != 0 or not report.exists():
             print(f"note: Lighthouse failed: {result.stderr[-500:]}")

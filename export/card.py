@@ -143,12 +143,25 @@ def terms(summary: dict, demo: bool) -> str:
     return text
 
 
+def split_counts(summary: dict) -> dict[str, int]:
+    """Images per split (train, val, test), summed over sources and classes."""
+    return {split: sum(sum(by_class.values()) for by_class in summary["counts"].get(split, {}).values())
+            for split in ("train", "val", "test")}
+
+
+def training_sentence(summary: dict) -> str:
+    """"N images used for training (M for validation, K for test) from P patients": `images` is the whole prepared
+    set, of which only the training split trained the model (the app's model card says the same)."""
+    n = split_counts(summary)
+    return (f"{n['train']} images used for training ({n['val']} for validation, {n['test']} for test) from "
+            f"{summary['patients']} patients")
+
+
 def limitations(summary: dict, demo: bool) -> list[str]:
     if demo:
         return ["DEMO MODEL: trained on synthetic phantoms, not on real radiographs. Its outputs on real X-rays "
-                "mean nothing."]
-    items = [f"Trained on {summary['images']} images from {summary['patients']} patients "
-             f"({', '.join(summary['sources'])}); performance elsewhere is unknown.",
+                "mean nothing.", f"{training_sentence(summary)}, all synthetic."]
+    items = [f"{training_sentence(summary)} ({', '.join(summary['sources'])}); performance elsewhere is unknown.",
              "Metrics come from a held-out split of the same sources, by patient; external validation has not been "
              "done.",
              "Only frontal chest radiographs of adults are in scope; other images should be flagged as "

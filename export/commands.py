@@ -17,7 +17,7 @@ from .card import FP32, INT8
 
 def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
     """Re-run every check on an export folder against its checkpoint; print the table; True when all pass."""
-    from .package import TestSet
+    from .package import LabelledSplit
 
     card = json.loads((folder / "model.json").read_text())
     checkpoint = Path(checkpoint or card["source"]["checkpoint"])
@@ -29,7 +29,7 @@ def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
                                    actual == info["sha256"]))
     checks += verify.check_fp32(folder / FP32, checkpoint, lungs_path=card.get("lungs", {}).get("segmenter", {}).get("path"))
     if INT8 in card["files"]:
-        test = TestSet.of(data)
+        test = LabelledSplit.of(data, "test")
         outliers = [image for images in ood_probe.ood_sets().values() for image in images.values()]
         fp32, int8 = verify.session(folder / FP32), verify.session(folder / INT8)
         checks += verify.compare_int8(verify.predict_all(fp32, test.images), verify.predict_all(int8, test.images),

@@ -20,13 +20,14 @@ import numpy as np
 from training.core.checksum import sha256_file
 from training.core.classes import CLASSES
 from training.core.decode import DecodeError, decode
-from training.core.jsonio import dumps
+from training.core.jsonio import dumps, plain
 from training.core.metrics import evaluate_predictions
 from training.data.dataset import load_prepared
 
 from . import ood_probe, verify
 from .card import FP32, INT8, model_card, shortcut_report
 from .onnx_export import RECIPES, export_fp32, quantize_int8
+from .uncertainty import uncertainty_card
 from .wrapper import from_checkpoint
 
 
@@ -56,9 +57,9 @@ def decoded_split(prepared: Path, split: str, limit: int | None = None, seed: in
 
 
 @dataclass
-class TestSet:
-    """The test split decoded from the original files, as a user's files would be: what every model file is
-    measured on."""
+class LabelledSplit:
+    """A split decoded from the original files, as a user's files would be: the test split is what every model file
+    is measured on; the validation split is where the uncertainty rule is chosen."""
 
     images: list
     labels: np.ndarray
@@ -66,9 +67,9 @@ class TestSet:
     sources: list
 
     @classmethod
-    def of(cls, prepared: Path) -> "TestSet":
-        images, rows = decoded_split(prepared, "test")
-        return cls(images, np.array([CLASSES.index(r["label"]) for r in rows]), [r["patient_id"] for r in rows],
+    def of(cls, prepared: Path, split: str = "test") -> "LabelledSplit":
+        images, rows = decoded_split(prepared, split)
+        return cls(images, np.array([CLASSES.index(r["label"]) for r in rows], int), [r["patient_id"] for r in rows],
                    [r["source"] for r in rows])
 
 
@@ -84,7 +85,7 @@ def ood_rates(sess, sets: dict, threshold: float, test_scores: np.ndarray) -> di
     return rates
 
 
-def try_int8(staging: Path, data: Path, test: TestSet, fp32_out: dict, threshold: float, outliers: list,
+def try_int8(staging: Path, data: Path, test: LabelledSplit, fp32_out: dict, threshold: float, outliers: list,
              fp32_outliers: dict, calibration_images: int) -> tuple[dict, list, dict | None]:
     """Quantise with each recipe in turn until one passes the fidelity checks: (report, its checks, its test-split
     outputs); ([], None) and no int8 file when none passes."""
@@ -117,12 +118,11 @@ def try_int8(staging: Path, data: Path, test: TestSet, fp32_out: dict, threshold
 EVIDENCE_PERCENTILE = 5.0  # the warning: less evidence in the lungs than 95% of the validation X-rays
 
 
-def lung_report(wrapper, lungs_file, sess, data: Path, test_out: dict) -> dict:
+def lung_report(wrapper, lungs_file, val_out: dict, test_out: dict) -> dict:
     """What the lung outputs mean for this model: the segmenter, the rules of its fallback, the warning threshold
     of the evidence share (a percentile of the validation X-rays' shares) and how the test split fared."""
-    val_images, _ = decoded_split(data, "val")
-    val = verify.predict_all(sess, val_images) if val_images else None
-    shares = val["lung_evidence"][val["lung_fallback"] == 0] if val is not None else np.zeros(0)
+    usable = val_out["lung_fallback"] == 0 if "lung_fallback" in val_out else np.zeros(0, bool)
+    shares = val_out["lung_evidence"][usable] if len(usable) else np.zeros(0)
     threshold = float(np.percentile(shares, EVIDENCE_PERCENTILE)) if len(shares) else 0.5
     rules = wrapper.lungs.rules.as_dict()
     segmenter = Path(lungs_file) if lungs_file else Path(wrapper.preprocess.geometry.config.lung_crop)
@@ -191,7 +191,7 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
     checks = verify.check_fp32(staging / FP32, checkpoint, lungs_path=lungs)
 
     _log("export: test split through fp32 ...")
-    test = TestSet.of(data)
+    test = LabelledSplit.of(data, "test")
     fp32_sess = verify.session(staging / FP32)
     outputs = {FP32: verify.predict_all(fp32_sess, test.images)}
     sets = ood_probe.ood_sets()
@@ -221,9 +221,17 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
         info["sha256"] = sha256_file(staging / file)
         info["size"] = (staging / file).stat().st_size
 
+    _log("export: uncertainty rule on the validation split (fp32) ...")
+    val = LabelledSplit.of(data, "val")
+    val_out = verify.predict_all(fp32_sess, val.images) if val.images else {
+        "probabilities": np.zeros((0, len(CLASSES)), np.float32), "ood_score": np.zeros(0, np.float32)}
+
     card = model_card(ckpt, checkpoint, data, files, checks, int8_report, name, wrapper.output_names)
+    card["uncertainty"] = plain(uncertainty_card(
+        {**val_out, "labels": val.labels, "patients": val.patients},
+        {**outputs[FP32], "labels": test.labels, "patients": test.patients}, ckpt.ood_threshold, n_boot, FP32))
     if wrapper.lungs is not None:
-        card["lungs"] = lung_report(wrapper, lungs, fp32_sess, data, outputs[FP32])
+        card["lungs"] = lung_report(wrapper, lungs, val_out, outputs[FP32])
     card["shortcuts"] = shortcut_report(ckpt.data_summary, probe, test.labels, outputs[FP32]["probabilities"],
                                         test.patients, test.sources, n_boot)
     _accept(staging, out, files, card, checks)

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from training.core.decode import MAX_PIXELS, DecodeError, decode
-from training.core.heatmap import hottest_point, overlay
+from training.core.heatmap import colorize, heat_values, hottest_point
+
+from .uncertainty import band
 
 
 OOD_WITHHELD = "out of distribution: the image does not look like a frontal chest X-ray"
@@ -60,6 +62,7 @@ class Predictor:
             "class": None if ood else self.card["classes"][k],  # no diagnosis for what is not a chest X-ray
             **({"class_withheld": OOD_WITHHELD} if ood else {}),
             "top_class": self.card["classes"][k],  # the model's raw argmax, whatever the image is
+            "band": band(probabilities, ood, self.card.get("uncertainty")),
             "ood_score": float(out["ood_score"][0]),
             "ood": ood,
             "hottest_cell": [int(v) for v in np.unravel_index(int(cam[k].argmax()), cam[k].shape)],
@@ -80,21 +83,26 @@ class Predictor:
                 "lung_evidence": evidence, "lung_evidence_low": bool(not fallback and evidence < threshold)}
 
     def predict_file(self, src, *, name=None, max_pixels=MAX_PIXELS) -> tuple[dict, np.ndarray, np.ndarray]:
-        """Decode a file (path or bytes) and predict: (the result without the cams, the decoded gray image, the
-        top class's cam). Raises DecodeError. `cxr predict` and the REST API both go through here."""
+        """Decode a file (path or bytes) and predict: (the result without the cams, the decoded gray image, every
+        class's cam [K, h, w]). Raises DecodeError. `cxr predict` and the REST API both go through here."""
         started = time.perf_counter()
         gray = decode(src, name=name, max_pixels=max_pixels)
         decoded = time.perf_counter()
         result = self.predict(gray)
-        cam = result.pop("cam")[self.card["classes"].index(result["top_class"])]
+        cams = result.pop("cam")
         result.update(height=gray.shape[0], width=gray.shape[1], decode_ms=(decoded - started) * 1000)
-        return result, gray, cam
+        return result, gray, cams
 
 
-def heatmap(gray: np.ndarray, cam: np.ndarray, box=None) -> tuple[np.ndarray, list[int]]:
-    """The overlay of one class's cam on the image (RGB uint8) and the hottest point [row, col] in image pixels;
-    `box`: the region the cam covers (a lung-cropping model's crop_box), else the whole image."""
-    return overlay(gray, cam, box=box), list(hottest_point(cam, *gray.shape, box))
+def heatmap(gray: np.ndarray, cams: np.ndarray, result: dict) -> tuple[np.ndarray, list[int]]:
+    """The top class's heatmap over the image (RGB uint8), on the default scale (weighted by its probability on
+    the image's common scale, as the app draws it) and at its place (`crop_box` for a lung-cropping model), and
+    its hottest point [row, col] in image pixels."""
+    probabilities = list(result["probabilities"].values())
+    k = int(np.argmax(probabilities))
+    box = result.get("crop_box")
+    values = heat_values(cams, k, *gray.shape, probabilities, box)
+    return colorize(gray, values), list(hottest_point(cams[k], *gray.shape, box))
 
 
 def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None, threads: int = 0):
@@ -105,7 +113,7 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
     for file in files:
         started = time.perf_counter()
         try:
-            result, gray, cam = predictor.predict_file(file)
+            result, gray, cams = predictor.predict_file(file)
         except DecodeError as e:
             yield {"file": file, "error": e.reason}
             continue
@@ -114,7 +122,7 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
             from PIL import Image
 
             target = heatmap_dir / f"{Path(file).stem}.heatmap.png"
-            image, result["hottest_point"] = heatmap(gray, cam, result.get("crop_box"))
+            image, result["hottest_point"] = heatmap(gray, cams, result)
             Image.fromarray(image).save(target)
             result["heatmap"] = str(target)
         result["total_ms"] = (time.perf_counter() - started) * 1000

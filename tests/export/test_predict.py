@@ -25,6 +25,7 @@ def test_predict_cli_on_good_and_bad_files(tiny_export, tmp_path):
         assert "error" not in line, line
         assert abs(sum(line["probabilities"].values()) - 1) < 1e-5
         assert Path(line["heatmap"]).exists()
+        assert line["band"] in (("confident", "uncertain") if line["class"] else (None,)), line
     for line in lines[len(good):]:
         assert line["error"]
     # `cxr predict` needs onnxruntime and numpy only: torch is never imported on its way.

@@ -62,11 +62,20 @@ def test_table_and_csv_match(app, xrays, site):
     for line, row, shown in zip(table, rows, cells):
         assert line["file"] == row["file"] == shown[0]
         probabilities = json.loads(row["probabilities"])
+        ood = row["ood"] == "true"
         for c, p, on_screen in zip(classes, probabilities, shown[1:4]):
             assert float(line[f"p_{c}"]) == pytest.approx(p, abs=1e-6)
-            assert on_screen == f"{100 * p:.1f} %"
-        assert line["prediction"] == row["class"] == shown[4]
-        assert line["not_a_chest_xray"] == ("yes" if row["ood"] == "true" else "no")
+            assert on_screen == ("–" if ood else f"{100 * p:.1f} %")  # no numbers on screen for a non-X-ray
+        # The CSV's prediction is the class the page shows (none for a non-X-ray); the table adds the band.
+        assert line["prediction"] == row["class"] == ("" if ood else row["topClass"])
+        assert line["band"] == row["band"]
+        if row["band"] == "uncertain":
+            assert shown[4].startswith("Uncertain: ") and row["topClass"] in shown[4]
+        else:
+            assert shown[4] == row["class"]
+        assert line["withheld"] == row["withheld"] == shown[5] == ("not a chest X-ray (out of distribution)" if ood
+                                                                    else "")
+        assert line["not_a_chest_xray"] == ("yes" if ood else "no")
         assert float(line["ood_score"]) == pytest.approx(float(row["oodScore"]), abs=1e-3)
         assert line["error"] == ""
         assert line["model"] == site["card"]["default_model"]
@@ -97,7 +106,8 @@ def test_normal_session_has_no_console_errors_and_stays_responsive(app, xrays):
 
 
 def test_single_file_shows_result_heatmap_and_warning(app, tmp_path, site):
-    """One file: the viewer shows probabilities and the heatmap; a photo-like image gets the OOD warning."""
+    """One file: the viewer shows probabilities and the heatmap; a photo-like image gets the OOD warning, and its
+    output only on request."""
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)).save(noise)
     app.open()
@@ -105,6 +115,10 @@ def test_single_file_shows_result_heatmap_and_warning(app, tmp_path, site):
     assert row["status"] == "done"
     viewer = app.page.locator("#viewer")
     assert viewer.is_visible()
+    if row["ood"] == "true":
+        assert app.page.is_hidden("#probabilities") and app.page.is_hidden("#heat-canvas")
+        app.page.click("#reveal")
+    assert app.page.is_visible("#heat-canvas")
     assert app.page.locator("#probabilities tbody tr").count() == 3
     size = app.page.eval_on_selector("#heat-canvas", "c => [c.width, c.height]")
     assert size == app.page.eval_on_selector("#image-canvas", "c => [c.width, c.height]") == [90, 120]

@@ -179,3 +179,22 @@ def test_heatmap_upsampling_matches_python(app):
       return Array.from(upsample(Float32Array.from(cam), 7, 7, k, h, w));
     }""", [cam.ravel().tolist(), 1, 45, 31])
     np.testing.assert_allclose(np.array(got).reshape(45, 31), upsample(cam[1], 45, 31), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", ["weighted", "own"])
+def test_heatmap_scale_matches_python(app, scale):
+    """The worker's display values (heatmap.js heatValues) are training/core/heatmap.py's heat_values, on both
+    scales: weighted by the class probability on the image's common scale (the default), and each class to its own
+    maximum."""
+    from training.core.heatmap import heat_values
+
+    app.open(offline_ready=False)
+    cam = np.random.default_rng(5).random((3, 7, 7)).astype(np.float32)
+    probabilities = [0.02, 0.9, 0.08]
+    weights = probabilities if scale == "weighted" else None
+    for k in range(3):
+        got = app.page.evaluate("""async ([cam, k, h, w, p]) => {
+          const { heatValues } = await import("./app/worker/heatmap.js");
+          return Array.from(heatValues(Float32Array.from(cam), 7, 7, k, h, w, p));
+        }""", [cam.ravel().tolist(), k, 45, 31, weights])
+        np.testing.assert_allclose(np.array(got).reshape(45, 31), heat_values(cam, k, 45, 31, weights), atol=1e-6)

@@ -1,5 +1,6 @@
 """The browser gives the same answers as the Python predictor (export.predict) on the same files: probabilities
-within 1e-4, the same hottest heatmap cell, the same OOD flag. For each shipped model file (int8 and fp32)."""
+within 1e-4, the same hottest heatmap cell, the same OOD flag, the same class shown (none when OOD) and the same
+uncertainty band. For each shipped model file (int8 and fp32)."""
 
 from __future__ import annotations
 
@@ -80,14 +81,21 @@ def _check(rows, files, model_path, card, report):
         assert diff < (INT8_TOLERANCE if int8 else TOLERANCE), (path.name, browser, python["probabilities"])
         top = sorted(python["probabilities"].values(), reverse=True)
         exact = diff < TOLERANCE
-        if exact or top[0] - top[1] > 2 * diff:
-            assert row["class"] == python["top_class"], path.name
+        same_top = exact or top[0] - top[1] > 2 * diff
+        if same_top:
+            assert row["topClass"] == python["top_class"], path.name
         if exact:
             assert [int(row["hottestRow"]), int(row["hottestCol"])] == python["hottest_cell"], path.name
         score, threshold = float(row["oodScore"]), card["ood_threshold"]
         assert score == pytest.approx(python["ood_score"], rel=1e-4 if exact else 1e-2)
-        if exact or abs(python["ood_score"] - threshold) > 1e-2 * threshold:
+        same_ood = exact or abs(python["ood_score"] - threshold) > 1e-2 * threshold
+        if same_ood:
             assert (row["ood"] == "true") == python["ood"], (path.name, score, python["ood_score"])
+        if same_ood and same_top:  # the class the page shows: none for a non-X-ray
+            assert row["class"] == (python["class"] or ""), path.name
+        rule = (card.get("uncertainty") or {}).get("rule", {}).get("threshold")
+        if same_ood and (exact or rule is None or abs(top[0] - rule) > 2 * diff):
+            assert row["band"] == (python["band"] or ""), (path.name, row["band"], python["band"])
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -147,10 +148,18 @@ def _check_size(source, width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise DecodeError(source, f"image has zero width or height ({width} x {height} pixels)")
     if width * height > max_pixels:
-        raise DecodeError(
-            source,
-            f"image too large: {width} x {height} = {width * height} pixels exceeds the limit of {max_pixels} pixels",
-        )
+        raise DecodeError(source, f"image too large: {width} x {height} pixels ({pixel_count(width * height)}) is "
+                                  f"larger than the {pixel_count(max_pixels, limit=True)} limit")
+
+
+def pixel_count(n: int, limit: bool = False) -> str:
+    """A pixel count in human terms: "900 megapixels", "67.1 megapixels", "20 pixels"; `limit` gives the adjective
+    form ("67.1-megapixel"). One decimal below 100 megapixels, rounded half up; errors.js formats it the same way."""
+    if n < 100_000:
+        return f"{n}-pixel" if limit else f"{n} pixels"
+    megapixels = n / 1e6
+    text = str(math.floor(megapixels + 0.5)) if megapixels >= 100 else f"{math.floor(n / 1e5 + 0.5) / 10:g}"
+    return f"{text}-megapixel" if limit else f"{text} megapixels"
 
 
 # --- PNG and JPEG (Pillow) ---------------------------------------------------------------------------------------

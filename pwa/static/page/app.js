@@ -3,9 +3,12 @@
 // (sw.js) is registered by sw-register.js.
 import { InferenceClient } from "./client.js";
 import { downloadCsv, toCsv } from "./csv.js";
+import { downloadBlob, stamp } from "./download.js";
 import { renderModelCard } from "./modelcard.js";
+import { renderReportSection, reportLines, reportPng } from "./report.js";
 import { ResultsTable } from "./results.js";
 import { registerServiceWorker, takeUpdatedFlag } from "./sw-register.js";
+import { announcement } from "./verdict.js";
 import { Viewer } from "./viewer.js";
 import { INFERNO } from "../shared/contract.js";
 
@@ -89,14 +92,14 @@ async function classify(files) {
   await Promise.all(files.map(async (file, index) => {
     let result;
     try {
-      result = await client.request("classify", { file, name: file.name, display: index === 0 });
+      result = await client.request("classify", { file, name: file.name, display: index === 0, scale: viewer.scale });
     } catch (e) {
       result = { name: file.name, error: `internal error: ${e.message}` };
     }
     if (batch !== state.batch || result.cancelled) return;
     const { image, heat, ...data } = result;
     table.update(index, data);
-    if (index === 0) showResult(0, image ? { image, heat } : null);
+    if (index === 0) showResult(0, image ? { image, heat } : null, { focus: focusIsFree() });
     done += 1;
     progress.value = done;
     setStatus(`Classified ${done} of ${files.length} file${files.length === 1 ? "" : "s"}…`);
@@ -111,21 +114,35 @@ async function classify(files) {
     `${failed ? `, ${failed} could not be read` : ""} (${seconds} s).`, failed ? "warn" : "info");
 }
 
-function showResult(index, pictures) {
+/** True when moving focus to a new result takes it from nowhere the user is working (the page itself, or the
+ * file buttons that started the batch). */
+function focusIsFree() {
+  const active = document.activeElement;
+  return !active || active === document.body || Boolean(active.closest("#dropzone"));
+}
+
+/** Show row `index` in the viewer, bring it into view (the viewer sits above the table, and on a phone below the
+ * drop zone), say its prediction in the live region, and with `focus` move keyboard focus to its heading. */
+function showResult(index, pictures, { focus = false } = {}) {
   const row = table.results[index];
   if (!row) return;
   state.shown = index;
   table.select(index);
   viewer.show(row, pictures);
+  $("#viewer").scrollIntoView({ block: "start" });
+  if (focus) $("#viewer-title").focus({ preventScroll: true });
+  $("#result-live").textContent = announcement(row, row.verdict, state.card.classes);
 }
 
 async function showRow(index) {
   const row = table.results[index];
-  if (!row || row.error || !row.cam) return;
-  showResult(index, null);
+  if (!row) return;
+  showResult(index, null, { focus: true });
+  if (row.error || !row.cam) return;
   try {
     const pictures = await client.request("render", {
       file: row.file, name: row.name, cam: row.cam, camShape: row.camShape, cls: viewer.heatClass(row),
+      scale: viewer.scale, probabilities: row.probabilities,
     }, { urgent: true });
     if (state.shown === index) viewer.setPictures(pictures.image, pictures.heat);
   } catch (e) {
@@ -138,9 +155,31 @@ async function redrawHeat() {
   if (!row || row.error || !row.cam || !viewer.size) return;
   const index = state.shown;
   const { heat } = await client.request("heatmap", {
-    cam: row.cam, camShape: row.camShape, cls: viewer.heatClass(row), ...viewer.size,
+    cam: row.cam, camShape: row.camShape, cls: viewer.heatClass(row), ...viewer.size, scale: viewer.scale,
+    probabilities: row.probabilities,
   }, { urgent: true });
   if (state.shown === index) viewer.setHeat(heat);
+}
+
+// --- the report ------------------------------------------------------------------------------------------------
+
+/** The shown file's report: its lines and picture, also written into the printable section; null without one. */
+function currentReport() {
+  const row = table?.results[state.shown];
+  if (!row || row.error || !row.verdict) return null;
+  const lines = reportLines(row, state.card, viewer.reportView());
+  const picture = viewer.picture();
+  renderReportSection($("#report-body"), lines, picture);
+  return { row, lines, picture };
+}
+
+async function saveReport() {
+  const report = currentReport();
+  if (!report) return;
+  const blob = await reportPng(report.lines, report.picture);
+  const base = report.row.name.replace(/\.[^.]*$/, "").replace(/[^\w.-]+/g, "_").slice(0, 60) || "image";
+  downloadBlob(blob, `cxr-report-${base}-${stamp()}.png`);
+  setStatus(`Report for ${report.row.name} saved (PNG, made on this device).`);
 }
 
 // --- wiring ----------------------------------------------------------------------------------------------------
@@ -174,10 +213,15 @@ function wireInputs() {
     classify(Array.from(e.dataTransfer.files));
   });
   $("#download-csv").addEventListener("click", () => {
-    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
-    downloadCsv(toCsv(table.results, state.card.classes), `cxr-triage-${stamp}.csv`);
+    downloadCsv(toCsv(table.results, state.card.classes), `cxr-triage-${stamp()}.csv`);
   });
-  $("#heat-class").addEventListener("change", () => redrawHeat().catch((e) => setStatus(e.message, "error")));
+  for (const id of ["#heat-class", "#heat-scale"]) {
+    $(id).addEventListener("change", () => redrawHeat().catch((e) => setStatus(e.message, "error")));
+  }
+  $("#save-report").addEventListener("click", () => saveReport().catch((e) => setStatus(`Cannot save the report: ${e.message}`, "error")));
+  $("#print-report").addEventListener("click", () => {
+    if (currentReport()) window.print();
+  });
   $("#model-choice").addEventListener("change", async (e) => {
     const file = e.target.value;
     state.ready = false;
@@ -210,8 +254,13 @@ async function main() {
   }
   $("#footer-version").textContent = state.card.version;
   renderModelCard($("#model-card-body"), state.card);
-  table = new ResultsTable($("#results-table tbody"), state.card.classes, (i) => showRow(i));
-  viewer = new Viewer($("#viewer"), state.card.classes);
+  table = new ResultsTable($("#results-table tbody"), state.card, (i) => showRow(i));
+  viewer = new Viewer($("#viewer"), state.card, {
+    onReveal: (row) => {
+      $("#result-live").textContent = `${row.name}: the model's output, not a diagnosis: highest ` +
+        `${row.verdict.topClass}.`;
+    },
+  });
   client = new InferenceClient(new URL("../worker/worker.js", import.meta.url), (e) => setStatus(e.message, "error"));
   const requestedModel = params.get("model") || $("#model-choice").value;
   $("#model-choice").value = requestedModel;

@@ -1,6 +1,7 @@
 // The model card, from model.json: what the model is, what it was trained on, how it did on held-out test data
-// (per model file, with 95 % confidence intervals, and per source), how often it flags non-X-rays, its limits and
-// its intended use. Built with DOM calls only (no HTML parsing).
+// (per model file, with 95 % confidence intervals, and per source), when it marks a result uncertain and how
+// right each band was, how often it flags non-X-rays, its limits and its intended use. Built with DOM calls only
+// (no HTML parsing).
 import { el, fixed, interval, percent } from "./format.js";
 
 const METRICS = ["precision", "recall", "specificity", "f1", "auc"];
@@ -26,12 +27,22 @@ const withCi = (value, ci) => {
   return range ? el("span", {}, text, el("span", { className: "ci", textContent: ` (${range})` })) : text;
 };
 
+/** Images per split, summed over sources and classes (export/card.py split_counts). */
+function splitCounts(data) {
+  const total = (split) => Object.values(data.counts?.[split] ?? {})
+    .reduce((sum, byClass) => sum + Object.values(byClass).reduce((a, b) => a + b, 0), 0);
+  return { train: total("train"), val: total("val"), test: total("test") };
+}
+
 function trainingData(card) {
   const data = card.training_data ?? {};
+  const n = splitCounts(data);
   const section = el("section", {}, el("h3", { textContent: "Training data" }));
+  // `images` is the whole prepared set; only the training split trained the model (export/card.py says the same).
   section.append(definitionList([
     ["Sources", (data.sources ?? []).join(", ")],
-    ["Images", data.images], ["Patients", data.patients],
+    ["Images", `${n.train} used for training (${n.val} for validation, ${n.test} for test) from ${data.patients} ` +
+      "patients"],
     ["Split", data.split_fractions ? `${data.split_fractions.join(" / ")} (train / val / test, by patient, seed ` +
       `${data.split_seed})` : undefined],
   ]));
@@ -76,6 +87,18 @@ function metricsFor(card, file, info) {
   return section;
 }
 
+function uncertainty(card) {
+  const u = card.uncertainty;
+  if (!u) return null;
+  const section = el("section", { id: "uncertainty-card" }, el("h3", { textContent: "When a result is marked uncertain" }),
+    el("ul", {}, (u.summary ?? []).map((text) => el("li", { textContent: text }))));
+  const rows = [["confident", u.bands?.confident], ["uncertain", u.bands?.uncertain]].map(([name, b]) => [name,
+    String(b?.n ?? 0), b?.n ? withCi(b.accuracy, b.ci95) : "not measured"]);
+  section.append(table(`Accuracy by band, test split (${u.model_file}; rule chosen on the validation split)`,
+    ["band", "n", "accuracy (95 % CI)"], rows));
+  return section;
+}
+
 export function renderModelCard(container, card) {
   const calibration = card.calibration ?? {};
   const about = el("section", {}, el("h3", { textContent: "Model" }), definitionList([
@@ -99,6 +122,7 @@ export function renderModelCard(container, card) {
       el("ul", {}, (card.limitations ?? []).map((text) => el("li", { textContent: text })))),
     card.shortcuts?.summary?.length ? el("section", { id: "known-bias" }, el("h3", { textContent: "Known bias: source and label" }),
       el("ul", {}, card.shortcuts.summary.map((text) => el("li", { textContent: text })))) : null,
+    uncertainty(card),
     about,
     trainingData(card),
     ...Object.entries(card.files ?? {}).sort(([a], [b]) => (a === card.default_model ? -1 : b === card.default_model ? 1 : 0))

@@ -1,16 +1,21 @@
 // The results table: one row per file, filled in as the worker answers. Each row carries its result in data-*
-// attributes too (full-precision probabilities, class, OOD flag, hottest cell, error), for scripts and tests.
+// attributes too (full-precision probabilities, the class shown, the raw top class, band, OOD flag, hottest cell,
+// error), for scripts and tests. What a row states comes from verdict.js: an out-of-distribution file shows no
+// class and no probabilities, only why they are withheld.
 import { el, percent } from "./format.js";
+import { verdict } from "./verdict.js";
 
 export class ResultsTable {
-  constructor(tbody, classes, onShow) {
+  constructor(tbody, card, onShow) {
     this.tbody = tbody;
-    this.classes = classes;
+    this.card = card;
+    this.classes = card.classes;
     this.onShow = onShow;
     this.rows = [];
   }
 
-  /** One pending row per file. */
+  /** One pending row per file. Long names are cut with an ellipsis on screen; the title and the Show button's
+   * label keep the whole name. */
   reset(files) {
     this.tbody.replaceChildren();
     this.rows = files.map((file, index) => {
@@ -18,10 +23,11 @@ export class ResultsTable {
       button.setAttribute("aria-label", `Show ${file.name}`);
       button.addEventListener("click", () => this.onShow(index));
       const tr = el("tr", { dataset: { index: String(index), file: file.name, status: "pending" } },
-        el("th", { scope: "row", className: "file-name", textContent: file.name, title: file.name }),
+        el("th", { scope: "row", className: "file-name", title: file.name },
+          el("span", { className: "truncate", textContent: file.name })),
         this.classes.map(() => el("td", { className: "num", textContent: "…" })),
-        el("td", { textContent: "" }),
-        el("td", { textContent: "" }),
+        el("td", { className: "prediction-cell", textContent: "" }),
+        el("td", { className: "withheld-cell", textContent: "" }),
         el("td", { className: "error-cell", textContent: "" }),
         el("td", {}, button));
       this.tbody.append(tr);
@@ -39,16 +45,20 @@ export class ResultsTable {
     if (result.error) {
       row.tr.dataset.status = "error";
       row.tr.dataset.error = result.error;
-      for (let i = 0; i < n; i++) cells[1 + i].textContent = "–";
-      cells[1 + n].textContent = "–";
-      cells[2 + n].textContent = "–";
+      for (let i = 0; i <= n; i++) cells[1 + i].textContent = "–";
+      cells[2 + n].textContent = "";
       cells[3 + n].textContent = result.error;
       return;
     }
+    const v = verdict(result, this.card);
+    row.verdict = v;
     Object.assign(row.tr.dataset, {
       status: "done",
       probabilities: JSON.stringify(result.probabilities),
-      class: result.className,
+      class: v.shownClass,
+      topClass: v.topClass,
+      band: v.band ?? "",
+      withheld: v.withheld,
       ood: String(result.ood),
       oodScore: String(result.oodScore),
       hottestRow: String(result.hottest[0]),
@@ -60,10 +70,11 @@ export class ResultsTable {
       inferenceMs: result.timings.inference.toFixed(1),
       totalMs: result.timings.total.toFixed(1),
     });
-    result.probabilities.forEach((p, i) => { cells[1 + i].textContent = percent(p); });
-    cells[1 + n].textContent = result.className;
-    cells[2 + n].textContent = result.ood ? "No: does not look like one" : "Yes";
-    cells[2 + n].classList.toggle("warn", result.ood);
+    result.probabilities.forEach((p, i) => { cells[1 + i].textContent = v.withheld ? "–" : percent(p); });
+    cells[1 + n].textContent = v.label;
+    cells[1 + n].classList.toggle("uncertain", v.band === "uncertain");
+    cells[2 + n].textContent = v.withheld;
+    cells[2 + n].classList.toggle("warn", Boolean(v.withheld));
     cells[3 + n].textContent = "";
     row.button.disabled = false;
   }

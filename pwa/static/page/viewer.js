@@ -1,26 +1,70 @@
-// The viewer: the image with the chosen class's heatmap over it, the probabilities, the prediction and the
-// out-of-distribution warning. Pictures arrive as ImageBitmaps from the worker.
+// The viewer: what the app states about one file (verdict.js), the image with the chosen class's heatmap over it,
+// the probabilities and the heatmap controls. Pictures arrive as ImageBitmaps from the worker.
+//
+// Three states (data-state on the section):
+// - "error": the file could not be read. Only the message; no picture, no probabilities, no heatmap controls.
+// - "withheld": out of distribution. The warning, the image without a heatmap, and a button that shows the
+//   model's output anyway (for this file only: the next file starts withheld again).
+// - "shown": the prediction (or "uncertain" with the two leading classes), the band's measured accuracy,
+//   probabilities, heatmap.
 import { el, percent } from "./format.js";
+import { bandSentence } from "./verdict.js";
+
+const SCALES = {
+  weighted: {
+    high: "strongest in this image",
+    note: "Colour: how strongly a region drove the class, times the class's probability, on one scale for all " +
+      "classes of this image. A class the model finds unlikely stays dark.",
+    short: "weighted by the class probability",
+  },
+  own: {
+    high: "this class's maximum",
+    note: "Colour: each class scaled to its own maximum. Even a class with a tiny probability shows a bright " +
+      "spot: compare where, not how strong.",
+    short: "each class to its own maximum",
+  },
+};
 
 export class Viewer {
-  constructor(root, classes) {
+  constructor(root, card, { onReveal } = {}) {
     this.root = root;
-    this.classes = classes;
-    this.imageCanvas = root.querySelector("#image-canvas");
-    this.heatCanvas = root.querySelector("#heat-canvas");
+    this.card = card;
+    this.classes = card.classes;
+    const $ = (selector) => root.querySelector(selector);
+    this.imageCanvas = $("#image-canvas");
+    this.heatCanvas = $("#heat-canvas");
     this.imageContext = this.imageCanvas.getContext("bitmaprenderer");
     this.heatContext = this.heatCanvas.getContext("bitmaprenderer");
-    this.caption = root.querySelector("#viewer-caption");
-    this.prediction = root.querySelector("#prediction");
-    this.probabilities = root.querySelector("#probabilities tbody");
-    this.ood = root.querySelector("#ood-warning");
-    this.error = root.querySelector("#viewer-error");
-    this.classSelect = root.querySelector("#heat-class");
-    this.opacity = root.querySelector("#opacity");
-    this.opacityValue = root.querySelector("#opacity-value");
+    this.figure = $("#stage-figure");
+    this.details = $("#viewer-details");
+    this.caption = $("#viewer-caption");
+    this.prediction = $("#prediction");
+    this.bandNote = $("#band-note");
+    this.evidence = $("#evidence");
+    this.probabilities = $("#probabilities tbody");
+    this.oodBox = $("#ood-box");
+    this.revealButton = $("#reveal");
+    this.error = $("#viewer-error");
+    this.actions = $("#report-actions");
+    this.classSelect = $("#heat-class");
+    this.scaleSelect = $("#heat-scale");
+    this.scaleNote = $("#heat-scale-note");
+    this.colorbarHigh = $("#colorbar-high");
+    this.opacity = $("#opacity");
+    this.opacityValue = $("#opacity-value");
     this.opacity.addEventListener("input", () => this.applyOpacity());
+    this.scaleSelect.addEventListener("change", () => this.describeScale());
+    this.revealButton.addEventListener("click", () => {
+      this.revealed = true;
+      this.render();
+      this.prediction.focus(); // the button is gone: focus the output it revealed
+      onReveal?.(this.result);
+    });
     this.applyOpacity();
+    this.describeScale();
     this.result = null;
+    this.revealed = false;
+    this.size = null;
   }
 
   applyOpacity() {
@@ -29,41 +73,125 @@ export class Viewer {
     this.opacityValue.textContent = `${value} %`;
   }
 
+  describeScale() {
+    this.scaleNote.textContent = SCALES[this.scale].note;
+    this.colorbarHigh.textContent = SCALES[this.scale].high;
+    this.labelCanvas();
+  }
+
+  /** "weighted" (default) or "own": how the worker scales the heatmap (worker/heatmap.js). */
+  get scale() {
+    return this.scaleSelect.value in SCALES ? this.scaleSelect.value : "weighted";
+  }
+
   /** The class whose heatmap is shown: the predicted one unless the user chose another. */
   heatClass(result = this.result) {
     const choice = this.classSelect.value;
     return choice === "predicted" ? result.predicted : Number(choice);
   }
 
+  /** An out-of-distribution result whose output the user has not asked to see. */
+  get withheld() {
+    return Boolean(this.result && !this.result.error && this.result.ood && !this.revealed);
+  }
+
   show(result, pictures) {
+    if (result !== this.result) {
+      // A new file starts from the defaults: its own predicted class, its output withheld if it is OOD.
+      this.revealed = false;
+      this.classSelect.value = "predicted";
+    }
     this.result = result;
     this.root.hidden = false;
     this.root.dataset.file = result.name;
-    this.caption.textContent = result.error ? result.name : `${result.name}: ${result.width} x ${result.height} pixels`;
-    this.error.hidden = !result.error;
-    this.error.textContent = result.error ? `${result.name}: ${result.error}` : "";
-    this.ood.hidden = !(result.ood && !result.error);
     this.root.dataset.ood = String(Boolean(result.ood));
+    this.render();
+    if (result.error) this.clearPictures();
+    else if (pictures) this.setPictures(pictures.image, pictures.heat);
+  }
+
+  render() {
+    const result = this.result;
+    const failed = Boolean(result.error);
+    const withheld = this.withheld;
+    this.root.dataset.state = failed ? "error" : withheld ? "withheld" : "shown";
+    this.error.hidden = !failed;
+    this.error.textContent = failed ? `${result.name} could not be read: ${result.error}` : "";
+    this.oodBox.hidden = failed || !result.ood;
+    this.revealButton.hidden = !withheld;
+    this.figure.hidden = failed;
+    this.details.hidden = failed || withheld;
+    this.heatCanvas.hidden = withheld;
+    this.actions.hidden = failed;
+    this.caption.textContent = failed ? "" : `${result.name}: ${result.width} x ${result.height} pixels`;
     this.probabilities.replaceChildren();
-    if (result.error) {
-      this.prediction.textContent = "";
-      this.clearPictures();
+    this.prediction.replaceChildren();
+    this.prediction.dataset.band = "";
+    this.bandNote.hidden = true;
+    // Evidence in the lungs: a later model output; when the worker adds result.lungs, its summary shows here.
+    this.evidence.hidden = !result.lungs?.summary;
+    this.evidence.textContent = result.lungs?.summary ?? "";
+    if (failed || withheld) {
+      this.prediction.hidden = true;
+      this.labelCanvas();
       return;
     }
-    const k = result.predicted;
-    this.prediction.replaceChildren("Most likely: ", el("strong", { textContent: result.className }),
-      ` (${percent(result.probabilities[k])})`);
+    this.prediction.hidden = false;
+    const v = result.verdict;
+    const p = result.probabilities;
+    const strong = (i) => [el("strong", { textContent: this.classes[i] }), ` (${percent(p[i])})`];
+    let highlighted = [v.topIndex];
+    if (v.withheld) {
+      this.prediction.append("The model's output anyway, not a diagnosis: highest ", ...strong(v.topIndex));
+      highlighted = [];
+    } else if (v.band === "uncertain") {
+      this.prediction.dataset.band = "uncertain";
+      this.prediction.append(el("span", { className: "badge", textContent: "Uncertain" }), " ", ...strong(v.leading[0]),
+        " or ", ...strong(v.leading[1]));
+      highlighted = v.leading;
+    } else {
+      this.prediction.dataset.band = v.band ?? "";
+      this.prediction.append("Most likely: ", ...strong(v.topIndex));
+    }
+    const sentence = v.withheld ? "" : bandSentence(v, this.card);
+    this.bandNote.hidden = !sentence;
+    this.bandNote.textContent = sentence;
     this.classes.forEach((name, i) => {
-      const meter = el("meter", { min: 0, max: 1, value: result.probabilities[i] });
+      const meter = el("meter", { min: 0, max: 1, value: p[i] });
       meter.setAttribute("aria-label", `${name} probability`);
-      this.probabilities.append(el("tr", { className: i === k ? "predicted" : "" },
+      this.probabilities.append(el("tr", { className: highlighted.includes(i) ? "predicted" : "" },
         el("th", { scope: "row", textContent: name }),
         el("td", {}, meter),
-        el("td", { className: "num", textContent: percent(result.probabilities[i]) })));
+        el("td", { className: "num", textContent: percent(p[i]) })));
     });
-    if (pictures) this.setPictures(pictures.image, pictures.heat);
-    this.imageCanvas.setAttribute("aria-label", `${result.name}, with the heatmap of ` +
-      `${this.classes[this.heatClass(result)]}`);
+    this.labelCanvas();
+  }
+
+  labelCanvas() {
+    const result = this.result;
+    if (!result || result.error) return;
+    this.imageCanvas.setAttribute("aria-label", this.withheld ? `${result.name} (heatmap withheld)`
+      : `${result.name}, with the heatmap of ${this.classes[this.heatClass()]} (${SCALES[this.scale].short})`);
+  }
+
+  /** What the report needs to know about the view: whether the output was shown, and which heatmap. */
+  reportView() {
+    const result = this.result;
+    return { revealed: this.revealed, heat: this.withheld ? null : {
+      className: this.classes[this.heatClass(result)], scale: SCALES[this.scale].short } };
+  }
+
+  /** The image with the heatmap as shown (opacity included), on a new 2-D canvas; null without a picture. */
+  picture() {
+    if (!this.size || this.figure.hidden) return null;
+    const canvas = Object.assign(document.createElement("canvas"), this.size);
+    const context = canvas.getContext("2d");
+    context.drawImage(this.imageCanvas, 0, 0);
+    if (!this.heatCanvas.hidden) {
+      context.globalAlpha = Number(this.opacity.value) / 100;
+      context.drawImage(this.heatCanvas, 0, 0, this.size.width, this.size.height);
+    }
+    return canvas;
   }
 
   setPictures(image, heat) {
@@ -77,13 +205,11 @@ export class Viewer {
   setHeat(heat) {
     Object.assign(this.heatCanvas, { width: heat.width, height: heat.height });
     this.heatContext.transferFromImageBitmap(heat);
-    if (this.result) {
-      this.imageCanvas.setAttribute("aria-label", `${this.result.name}, with the heatmap of ` +
-        `${this.classes[this.heatClass()]}`);
-    }
+    this.labelCanvas();
   }
 
   clearPictures() {
+    this.size = null;
     this.imageContext.transferFromImageBitmap(null);
     this.heatContext.transferFromImageBitmap(null);
   }

@@ -23,9 +23,17 @@ export function checkSize(source, width, height, maxPixels) {
     throw new DecodeError(source, `image has zero width or height (${width} x ${height} pixels)`);
   }
   if (width * height > maxPixels) {
-    throw new DecodeError(source, `image too large: ${width} x ${height} = ${width * height} pixels exceeds the ` +
-      `limit of ${maxPixels} pixels`);
+    throw new DecodeError(source, `image too large: ${width} x ${height} pixels (${pixelCount(width * height)}) ` +
+      `is larger than the ${pixelCount(maxPixels, true)} limit`);
   }
+}
+
+/** A pixel count in human terms ("900 megapixels", "67.1-megapixel" with `limit`), as decode.py's pixel_count. */
+export function pixelCount(n, limit = false) {
+  if (n < 100_000) return limit ? `${n}-pixel` : `${n} pixels`;
+  const megapixels = n / 1e6;
+  const text = megapixels >= 100 ? String(Math.floor(megapixels + 0.5)) : String(Math.floor(n / 1e5 + 0.5) / 10);
+  return limit ? `${text}-megapixel` : `${text} megapixels`;
 }
 
 /** A number as Python's repr(float) writes it (0.0, 1.5, 1e-05), so messages read the same on both sides. */

@@ -1,6 +1,12 @@
 // The heatmap of one class from the model's `cam` output [3, h, w] (already ReLU'd Grad-CAM): its hottest cell,
-// and a coloured RGBA overlay at display size: bilinear upsampling with half-pixel centres (training/heatmap.py
-// `upsample`), normalised by its maximum, inferno colours, alpha = the normalised value (the slider scales it).
+// and a coloured RGBA overlay at display size: bilinear upsampling with half-pixel centres (training/core/heatmap.py
+// `upsample`), put on a display scale (`heatValues`, the same formula as heatmap.py's `heat_values`), inferno
+// colours, alpha = the scaled value (the slider scales the whole layer).
+//
+// Two scales. "weighted" (the default): map_k * p_k / max_c(p_c * max(map_c)), one scale for every class of the
+// image, so the strength of the colour says how much the class matters: the Pneumonia map of a 99.9 %-Normal
+// image stays dark. "own": each class to its own maximum, which shows the shape of a map whatever its
+// probability (and makes a 0.1 % class look as hot as the predicted one).
 
 /** [row, col] of the maximum of class k's raw map (the first one, like numpy's argmax). */
 export function hottestCell(cam, h, w, k) {
@@ -43,14 +49,38 @@ export function upsample(cam, h, w, k, outH, outW) {
   return out;
 }
 
-/** RGBA pixels of class k's heatmap at outW x outH; `lut` is 256 RGB entries (768 bytes). */
-export function heatRgba(cam, h, w, k, outW, outH, lut) {
+/** max over classes of p_c * max(map_c), on the raw maps: the divisor shared by all classes of one image. */
+export function commonScale(cam, h, w, probabilities) {
+  let scale = 0;
+  probabilities.forEach((p, c) => {
+    let max = 0;
+    for (let i = c * h * w; i < (c + 1) * h * w; i++) if (cam[i] > max) max = cam[i];
+    scale = Math.max(scale, p * max);
+  });
+  return scale;
+}
+
+/** Class k's map at outH x outW in 0..1: weighted by its probability on the image's common scale when
+ * `probabilities` is given ("weighted"), else normalised to its own upsampled maximum ("own"). */
+export function heatValues(cam, h, w, k, outH, outW, probabilities = null) {
   const up = upsample(cam, h, w, k, outH, outW);
-  let max = 0;
-  for (let i = 0; i < up.length; i++) if (up[i] > max) max = up[i];
-  const rgba = new Uint8ClampedArray(up.length * 4);
-  for (let i = 0, j = 0; i < up.length; i++, j += 4) {
-    const v = max > 0 ? up[i] / max : 0;
+  let divisor = 0, weight = 1;
+  if (probabilities) {
+    divisor = commonScale(cam, h, w, probabilities);
+    weight = probabilities[k];
+  } else {
+    for (let i = 0; i < up.length; i++) if (up[i] > divisor) divisor = up[i];
+  }
+  for (let i = 0; i < up.length; i++) up[i] = divisor > 0 ? Math.min(1, (up[i] * weight) / divisor) : 0;
+  return up;
+}
+
+/** RGBA pixels of class k's heatmap at outW x outH on the chosen scale; `lut` is 256 RGB entries (768 bytes). */
+export function heatRgba(cam, h, w, k, outW, outH, lut, probabilities = null) {
+  const values = heatValues(cam, h, w, k, outH, outW, probabilities);
+  const rgba = new Uint8ClampedArray(values.length * 4);
+  for (let i = 0, j = 0; i < values.length; i++, j += 4) {
+    const v = values[i];
     const index = Math.min(255, Math.floor(v * 256)) * 3; // matplotlib's float -> colour index
     rgba[j] = lut[index];
     rgba[j + 1] = lut[index + 1];

@@ -29,6 +29,8 @@ export function grayBitmap(image, maxSide = DISPLAY_MAX_SIDE) {
   return createImageBitmap(new ImageData(rgba, width, height));
 }
 
-export function heatBitmap(cam, h, w, k, width, height, lut) {
-  return createImageBitmap(new ImageData(heatRgba(cam, h, w, k, width, height, lut), width, height));
+/** `scale`: "weighted" (by the class probability, one scale for the image; the default) or "own" (heatmap.js). */
+export function heatBitmap(cam, h, w, k, width, height, lut, scale, probabilities) {
+  const weights = scale === "own" ? null : probabilities;
+  return createImageBitmap(new ImageData(heatRgba(cam, h, w, k, width, height, lut, weights), width, height));
 }

@@ -69,7 +69,7 @@ const handlers = {
     return [status()];
   },
 
-  async classify({ file, name, display }) {
+  async classify({ file, name, display, scale }) {
     const t0 = now();
     let image;
     try {
@@ -88,8 +88,8 @@ const handlers = {
       width: image.width,
       height: image.height,
       probabilities: out.probabilities,
-      predicted: k,
-      className: card.classes[k],
+      predicted: k, // the model's argmax; whether it is shown as a diagnosis is the page's decision (verdict.js)
+      topClass: card.classes[k],
       oodScore: out.oodScore,
       ood: out.oodScore > card.ood_threshold,
       hottest: hottestCell(out.cam, h, w, k),
@@ -102,7 +102,8 @@ const handlers = {
     const transfer = [];
     if (display) {
       result.image = await grayBitmap(image);
-      result.heat = await heatBitmap(out.cam, h, w, k, result.image.width, result.image.height, LUT);
+      result.heat = await heatBitmap(out.cam, h, w, k, result.image.width, result.image.height, LUT, scale,
+        out.probabilities);
       transfer.push(result.image, result.heat);
     }
     result.timings.total = now() - t0;
@@ -110,15 +111,16 @@ const handlers = {
   },
 
   // The viewer's picture of a file classified before (decoded again: nothing is kept per file).
-  async render({ file, name, cam, camShape, cls }) {
+  async render({ file, name, cam, camShape, cls, scale, probabilities }) {
     const image = await decode(file, name);
     const bitmap = await grayBitmap(image);
-    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, bitmap.width, bitmap.height, LUT);
+    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, bitmap.width, bitmap.height, LUT, scale,
+      probabilities);
     return [{ image: bitmap, heat }, [bitmap, heat]];
   },
 
-  async heatmap({ cam, camShape, cls, width, height }) {
-    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, width, height, LUT);
+  async heatmap({ cam, camShape, cls, width, height, scale, probabilities }) {
+    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, width, height, LUT, scale, probabilities);
     return [{ heat }, [heat]];
   },
 };

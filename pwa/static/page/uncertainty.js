@@ -1,0 +1,14 @@
+// The uncertainty band of one result, from model.json's `uncertainty` rule: the browser's copy of
+// export/uncertainty.py `band()`, line for line (the rule is chosen at export time on the validation split; the
+// browser and the Python predictor must give every file the same band, and a test checks both on the same numbers).
+
+export const KIND = "top_probability_below";
+
+/** "confident", "uncertain", or null: no band for an out-of-distribution image (no diagnosis at all) or for a
+ * model.json without a rule. An unknown rule kind counts as uncertain: never claim a confidence we cannot check. */
+export function band(probabilities, ood, uncertainty) {
+  if (ood || !uncertainty) return null;
+  const rule = uncertainty.rule;
+  if (rule?.kind !== KIND || rule.threshold === null || rule.threshold === undefined) return "uncertain";
+  return Math.max(...probabilities) < rule.threshold ? "uncertain" : "confident";
+}
