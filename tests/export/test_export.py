@@ -55,8 +55,8 @@ def _broken_export(monkeypatch, tiny_export, tmp_path, breakage):
     """Export the tiny checkpoint again with the wrapper broken by `breakage(model)`."""
     real = package.from_checkpoint
 
-    def broken(path):
-        model, ckpt = real(path)
+    def broken(path, lungs=None):
+        model, ckpt = real(path, lungs)
         breakage(model)
         return model, ckpt
 
