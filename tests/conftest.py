@@ -49,9 +49,9 @@ def tiny_config(prepared: Path, out: Path, **overrides):
     return TrainConfig(**settings)
 
 
-def make_tiny_export(prepared: Path, folder: Path, **train_overrides) -> Path:
+def make_tiny_export(prepared: Path, folder: Path, lungs: Path | None = None, **train_overrides) -> Path:
     """Train a tiny model (4 epochs, a few seconds) and export it: folder/export holds model.onnx, model.int8.onnx,
-    model.json; folder/run the checkpoint."""
+    model.json; folder/run the checkpoint. `lungs`: a segmenter for the evidence-in-the-lungs outputs."""
     from export.package import export
     from training.loop.train import train
 
@@ -59,8 +59,19 @@ def make_tiny_export(prepared: Path, folder: Path, **train_overrides) -> Path:
     # images) and the export ships fp32 only, which would leave the browser's int8 path untested.
     settings = {"epochs": 4, "harmonize": False, **train_overrides}
     train(tiny_config(prepared, folder / "run", **settings), progress=False)
-    export(folder / "run" / "best.pt", folder / "export", n_boot=50, calibration_images=8)
+    export(folder / "run" / "best.pt", folder / "export", n_boot=50, calibration_images=8, lungs=lungs)
     return folder / "export"
+
+
+# The released lung segmenter (models/, a build input of the released model; `cxr lungs-train` made it).
+LUNG_SEGMENTER = REPO / "models" / "lung-segmenter" / "lungs.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_export_lungs(tiny_prepared, tmp_path_factory) -> Path:
+    """The tiny model exported with the released lung segmenter: the evidence-in-the-lungs outputs."""
+    assert LUNG_SEGMENTER.exists(), f"{LUNG_SEGMENTER} is missing: it is committed with the released model"
+    return make_tiny_export(tiny_prepared, tmp_path_factory.mktemp("tiny_lungs"), lungs=LUNG_SEGMENTER)
 
 
 @pytest.fixture(scope="session")

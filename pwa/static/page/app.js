@@ -97,9 +97,9 @@ async function classify(files) {
       result = { name: file.name, error: `internal error: ${e.message}` };
     }
     if (batch !== state.batch || result.cancelled) return;
-    const { image, heat, ...data } = result;
+    const { image, heat, outline, ...data } = result;
     table.update(index, data);
-    if (index === 0) showResult(0, image ? { image, heat } : null, { focus: focusIsFree() });
+    if (index === 0) showResult(0, image ? { image, heat, outline } : null, { focus: focusIsFree() });
     done += 1;
     progress.value = done;
     setStatus(`Classified ${done} of ${files.length} file${files.length === 1 ? "" : "s"}…`);
@@ -142,9 +142,10 @@ async function showRow(index) {
   try {
     const pictures = await client.request("render", {
       file: row.file, name: row.name, cam: row.cam, camShape: row.camShape, cls: viewer.heatClass(row),
-      scale: viewer.scale, probabilities: row.probabilities,
+      scale: viewer.scale, probabilities: row.probabilities, cropBox: row.cropBox, lungMask: row.lungMask,
+      lungMaskSize: row.lungMaskSize,
     }, { urgent: true });
-    if (state.shown === index) viewer.setPictures(pictures.image, pictures.heat);
+    if (state.shown === index) viewer.setPictures(pictures.image, pictures.heat, pictures.outline);
   } catch (e) {
     setStatus(`Cannot show ${row.name}: ${e.message}`, "error");
   }
@@ -156,7 +157,7 @@ async function redrawHeat() {
   const index = state.shown;
   const { heat } = await client.request("heatmap", {
     cam: row.cam, camShape: row.camShape, cls: viewer.heatClass(row), ...viewer.size, scale: viewer.scale,
-    probabilities: row.probabilities,
+    probabilities: row.probabilities, cropBox: row.cropBox, imageWidth: row.width,
   }, { urgent: true });
   if (state.shown === index) viewer.setHeat(heat);
 }

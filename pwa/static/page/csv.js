@@ -8,10 +8,12 @@ function cell(value) {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-/** rows: [{name, probabilities?, verdict?, ood?, oodScore?, error?, model?, version?}] */
+/** rows: [{name, probabilities?, verdict?, ood?, oodScore?, lungs?, error?, model?, version?}]. The lung columns
+ * (the share of the evidence inside the lung fields, and whether the lung mask was unusable) are empty for models
+ * without a lung segmenter. */
 export function toCsv(rows, classes) {
   const header = ["file", ...classes.map((c) => `p_${c}`), "prediction", "band", "withheld", "not_a_chest_xray",
-    "ood_score", "error", "model", "model_version"];
+    "ood_score", "lung_evidence", "lung_fallback", "error", "model", "model_version"];
   // Free text (file names, messages) must not run as a spreadsheet formula.
   const safe = (text) => (/^[=+\-@\t\r]/.test(text ?? "") ? `'${text}` : text ?? "");
   const lines = [header.map(cell).join(",")];
@@ -25,6 +27,8 @@ export function toCsv(rows, classes) {
       done ? r.verdict.withheld : "",
       done ? (r.ood ? "yes" : "no") : "",
       done ? r.oodScore.toFixed(4) : "",
+      done && r.lungs && !r.lungs.fallback ? r.lungs.evidence.toFixed(4) : "",
+      done && r.lungs ? (r.lungs.fallback ? "yes" : "no") : "",
       safe(r.error),
       r.model ?? "",
       r.version ?? "",

@@ -63,6 +63,8 @@ export class ResultsTable {
       oodScore: String(result.oodScore),
       hottestRow: String(result.hottest[0]),
       hottestCol: String(result.hottest[1]),
+      ...(result.lungs ? { lungEvidence: String(result.lungs.evidence), lungFallback: String(result.lungs.fallback),
+        lungLow: String(result.lungs.low), cropBox: JSON.stringify(result.cropBox) } : {}),
       width: String(result.width),
       height: String(result.height),
       model: result.model,

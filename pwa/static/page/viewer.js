@@ -33,8 +33,12 @@ export class Viewer {
     const $ = (selector) => root.querySelector(selector);
     this.imageCanvas = $("#image-canvas");
     this.heatCanvas = $("#heat-canvas");
+    this.outlineCanvas = $("#outline-canvas");
     this.imageContext = this.imageCanvas.getContext("bitmaprenderer");
     this.heatContext = this.heatCanvas.getContext("bitmaprenderer");
+    this.outlineContext = this.outlineCanvas.getContext("bitmaprenderer");
+    this.outlineToggle = $("#lung-outline");
+    this.outlineControl = $("#lung-outline-control");
     this.figure = $("#stage-figure");
     this.details = $("#viewer-details");
     this.caption = $("#viewer-caption");
@@ -54,6 +58,7 @@ export class Viewer {
     this.opacityValue = $("#opacity-value");
     this.opacity.addEventListener("input", () => this.applyOpacity());
     this.scaleSelect.addEventListener("change", () => this.describeScale());
+    this.outlineToggle.addEventListener("change", () => this.applyOutline());
     this.revealButton.addEventListener("click", () => {
       this.revealed = true;
       this.render();
@@ -128,9 +133,13 @@ export class Viewer {
     this.prediction.replaceChildren();
     this.prediction.dataset.band = "";
     this.bandNote.hidden = true;
-    // Evidence in the lungs: a later model output; when the worker adds result.lungs, its summary shows here.
-    this.evidence.hidden = !result.lungs?.summary;
+    // Evidence in the lungs (docs/lungs.md), for models with a lung segmenter; a warning when it is low.
+    this.evidence.hidden = failed || withheld || !result.lungs?.summary;
     this.evidence.textContent = result.lungs?.summary ?? "";
+    this.evidence.dataset.low = String(Boolean(result.lungs?.low));
+    this.evidence.setAttribute("role", result.lungs?.low ? "alert" : "status");
+    this.outlineControl.hidden = failed || !result.lungMask;
+    this.applyOutline();
     if (failed || withheld) {
       this.prediction.hidden = true;
       this.labelCanvas();
@@ -191,15 +200,29 @@ export class Viewer {
       context.globalAlpha = Number(this.opacity.value) / 100;
       context.drawImage(this.heatCanvas, 0, 0, this.size.width, this.size.height);
     }
+    if (!this.outlineCanvas.hidden) {
+      context.globalAlpha = 1;
+      context.drawImage(this.outlineCanvas, 0, 0, this.size.width, this.size.height);
+    }
     return canvas;
   }
 
-  setPictures(image, heat) {
+  setPictures(image, heat, outline = null) {
     // A bitmaprenderer canvas keeps its own width/height and scales the bitmap to them: match them first.
     this.size = { width: image.width, height: image.height };
     Object.assign(this.imageCanvas, this.size);
     this.imageContext.transferFromImageBitmap(image);
     if (heat) this.setHeat(heat);
+    if (outline) {
+      Object.assign(this.outlineCanvas, { width: outline.width, height: outline.height });
+      this.outlineContext.transferFromImageBitmap(outline);
+    }
+    this.applyOutline();
+  }
+
+  /** The lung outline is drawn over the image when the toggle is on and the model has a lung mask. */
+  applyOutline() {
+    this.outlineCanvas.hidden = !(this.outlineToggle.checked && this.result?.lungMask && !this.result?.error);
   }
 
   setHeat(heat) {
@@ -212,5 +235,6 @@ export class Viewer {
     this.size = null;
     this.imageContext.transferFromImageBitmap(null);
     this.heatContext.transferFromImageBitmap(null);
+    this.outlineContext.transferFromImageBitmap(null);
   }
 }

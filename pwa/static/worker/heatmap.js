@@ -60,10 +60,20 @@ export function commonScale(cam, h, w, probabilities) {
   return scale;
 }
 
-/** Class k's map at outH x outW in 0..1: weighted by its probability on the image's common scale when
- * `probabilities` is given ("weighted"), else normalised to its own upsampled maximum ("own"). */
-export function heatValues(cam, h, w, k, outH, outW, probabilities = null) {
-  const up = upsample(cam, h, w, k, outH, outW);
+/** {top, left, rows, cols} in whole pixels of `box` ([x0, y0, x1, y1] in pixels of an outW x outH picture; null:
+ * the whole picture): where a lung-cropping model's map lies. training/core/heatmap.py `box_region`. */
+export function boxRegion(box, outH, outW) {
+  if (!box) return { top: 0, left: 0, rows: outH, cols: outW };
+  const left = Math.round(box[0]), top = Math.round(box[1]);
+  return { top, left, rows: Math.max(1, Math.round(box[3]) - top), cols: Math.max(1, Math.round(box[2]) - left) };
+}
+
+/** Class k's map at outH x outW in 0..1, upsampled over `box` and zero outside it: weighted by its probability on
+ * the image's common scale when `probabilities` is given ("weighted"), else normalised to its own upsampled
+ * maximum ("own"). */
+export function heatValues(cam, h, w, k, outH, outW, probabilities = null, box = null) {
+  const { top, left, rows, cols } = boxRegion(box, outH, outW);
+  const up = upsample(cam, h, w, k, rows, cols);
   let divisor = 0, weight = 1;
   if (probabilities) {
     divisor = commonScale(cam, h, w, probabilities);
@@ -71,13 +81,19 @@ export function heatValues(cam, h, w, k, outH, outW, probabilities = null) {
   } else {
     for (let i = 0; i < up.length; i++) if (up[i] > divisor) divisor = up[i];
   }
-  for (let i = 0; i < up.length; i++) up[i] = divisor > 0 ? Math.min(1, (up[i] * weight) / divisor) : 0;
-  return up;
+  const values = new Float32Array(outH * outW);
+  if (divisor <= 0) return values;
+  for (let y = 0; y < rows && top + y < outH; y++) {
+    for (let x = 0; x < cols && left + x < outW; x++) {
+      values[(top + y) * outW + left + x] = Math.min(1, (up[y * cols + x] * weight) / divisor);
+    }
+  }
+  return values;
 }
 
 /** RGBA pixels of class k's heatmap at outW x outH on the chosen scale; `lut` is 256 RGB entries (768 bytes). */
-export function heatRgba(cam, h, w, k, outW, outH, lut, probabilities = null) {
-  const values = heatValues(cam, h, w, k, outH, outW, probabilities);
+export function heatRgba(cam, h, w, k, outW, outH, lut, probabilities = null, box = null) {
+  const values = heatValues(cam, h, w, k, outH, outW, probabilities, box);
   const rgba = new Uint8ClampedArray(values.length * 4);
   for (let i = 0, j = 0; i < values.length; i++, j += 4) {
     const v = values[i];

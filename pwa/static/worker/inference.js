@@ -75,12 +75,22 @@ export class Model {
     const input = new ort.Tensor("float32", image.data, [1, 1, image.height, image.width]);
     const out = await this.session.run({ [this.inputName]: input }, this.outputNames);
     try {
-      return {
+      const result = {
         probabilities: Array.from(out.probabilities.data),
         cam: out.cam.data.slice(),
         camShape: out.cam.dims.slice(2).map(Number),
         oodScore: out.ood_score.data[0],
       };
+      if (out.lung_evidence) { // docs/lungs.md: the models that carry a lung segmenter
+        Object.assign(result, {
+          lungMask: out.lung_mask.data.slice(),
+          lungMaskSize: Number(out.lung_mask.dims[3]),
+          cropBox: Array.from(out.crop_box.data),
+          lungFallback: out.lung_fallback.data[0] > 0.5,
+          lungEvidence: out.lung_evidence.data[0],
+        });
+      }
+      return result;
     } finally {
       for (const tensor of Object.values(out)) tensor.dispose?.();
       input.dispose?.();

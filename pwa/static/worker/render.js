@@ -29,8 +29,40 @@ export function grayBitmap(image, maxSide = DISPLAY_MAX_SIDE) {
   return createImageBitmap(new ImageData(rgba, width, height));
 }
 
-/** `scale`: "weighted" (by the class probability, one scale for the image; the default) or "own" (heatmap.js). */
-export function heatBitmap(cam, h, w, k, width, height, lut, scale, probabilities) {
+/** `scale`: "weighted" (by the class probability, one scale for the image; the default) or "own" (heatmap.js).
+ * `box`: where the map lies, in the picture's pixels (a lung-cropping model's crop box, scaled); null: everywhere. */
+export function heatBitmap(cam, h, w, k, width, height, lut, scale, probabilities, box = null) {
   const weights = scale === "own" ? null : probabilities;
-  return createImageBitmap(new ImageData(heatRgba(cam, h, w, k, width, height, lut, weights), width, height));
+  return createImageBitmap(new ImageData(heatRgba(cam, h, w, k, width, height, lut, weights, box), width, height));
+}
+
+/** The lung mask's outline (probability above 0.5, upsampled bilinearly to width x height) as a bitmap. */
+export function outlineBitmap(mask, size, width, height) {
+  const up = upsampleMask(mask, size, width, height);
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  const inside = (x, y) => x >= 0 && y >= 0 && x < width && y < height && up[y * width + x] > 0.5;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!inside(x, y) || (inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1))) continue;
+      const j = 4 * (y * width + x);
+      rgba[j] = 64; rgba[j + 1] = 224; rgba[j + 2] = 255; rgba[j + 3] = 255;
+    }
+  }
+  return createImageBitmap(new ImageData(rgba, width, height));
+}
+
+function upsampleMask(mask, size, width, height) {
+  const out = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(Math.max(((y + 0.5) * size) / height - 0.5, 0), size - 1);
+    const y0 = Math.floor(sy), y1 = Math.min(y0 + 1, size - 1), ty = sy - y0;
+    for (let x = 0; x < width; x++) {
+      const sx = Math.min(Math.max(((x + 0.5) * size) / width - 0.5, 0), size - 1);
+      const x0 = Math.floor(sx), x1 = Math.min(x0 + 1, size - 1), tx = sx - x0;
+      const top = mask[y0 * size + x0] * (1 - tx) + mask[y0 * size + x1] * tx;
+      const bottom = mask[y1 * size + x0] * (1 - tx) + mask[y1 * size + x1] * tx;
+      out[y * width + x] = top * (1 - ty) + bottom * ty;
+    }
+  }
+  return out;
 }

@@ -8,7 +8,7 @@ import { INFERNO } from "../shared/contract.js";
 import { decode, DecodeError } from "./decode.js";
 import { hottestCell, lutFromHex } from "./heatmap.js";
 import { activeThreads, configure, fetchBuildFile, Model, ORT_VERSION } from "./inference.js";
-import { grayBitmap, heatBitmap } from "./render.js";
+import { grayBitmap, heatBitmap, outlineBitmap } from "./render.js";
 
 const LUT = lutFromHex(INFERNO);
 const MODEL_BASE = new URL("../../model/", import.meta.url);
@@ -20,6 +20,25 @@ let model = null;
 let threads = 1;
 
 const now = () => performance.now();
+
+/** The crop box (input pixels) in the pixels of a width-wide picture of an imageWidth-wide image; null: none. */
+const scaledBox = (box, imageWidth, width) => box ? box.map((v) => (v * width) / imageWidth) : null;
+
+/** What the lung outputs say (docs/lungs.md), in words for the page and the report; undefined without them. */
+function lungs(out) {
+  if (out.lungEvidence === undefined) return undefined;
+  const threshold = card.lungs?.evidence_threshold ?? 0;
+  const share = Math.round(100 * out.lungEvidence);
+  if (out.lungFallback) {
+    return { evidence: out.lungEvidence, fallback: true, low: false, summary: "The lung fields could not be " +
+      "found reliably in this image, so the share of the evidence inside them is not given." };
+  }
+  const low = out.lungEvidence < threshold;
+  return { evidence: out.lungEvidence, fallback: false, low, summary: low
+    ? `Only ${share}% of the model's evidence lies inside the lung fields, less than for 95% of the X-rays it ` +
+      "was checked on: the result may rest on something outside the lungs."
+    : `${share}% of the model's evidence lies inside the lung fields.` };
+}
 
 /** The wasm binary ships gzip-compressed (3.7 MB instead of 14 MB on the first visit); inflate it here. */
 async function gunzip(bytes) {
@@ -95,6 +114,10 @@ const handlers = {
       hottest: hottestCell(out.cam, h, w, k),
       cam: out.cam,
       camShape: out.camShape,
+      cropBox: out.cropBox ?? null, // where the map lies on the image (input pixels): a lung-cropping model's box
+      lungs: lungs(out),
+      lungMask: out.lungMask ?? null,
+      lungMaskSize: out.lungMaskSize ?? 0,
       model: model.file,
       version: card.version,
       timings: { decode: t1 - t0, inference: t2 - t1 },
@@ -103,24 +126,31 @@ const handlers = {
     if (display) {
       result.image = await grayBitmap(image);
       result.heat = await heatBitmap(out.cam, h, w, k, result.image.width, result.image.height, LUT, scale,
-        out.probabilities);
+        out.probabilities, scaledBox(result.cropBox, image.width, result.image.width));
       transfer.push(result.image, result.heat);
+      if (out.lungMask) {
+        result.outline = await outlineBitmap(out.lungMask, out.lungMaskSize, result.image.width, result.image.height);
+        transfer.push(result.outline);
+      }
     }
     result.timings.total = now() - t0;
     return [result, transfer];
   },
 
   // The viewer's picture of a file classified before (decoded again: nothing is kept per file).
-  async render({ file, name, cam, camShape, cls, scale, probabilities }) {
+  async render({ file, name, cam, camShape, cls, scale, probabilities, cropBox, lungMask, lungMaskSize }) {
     const image = await decode(file, name);
     const bitmap = await grayBitmap(image);
     const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, bitmap.width, bitmap.height, LUT, scale,
-      probabilities);
-    return [{ image: bitmap, heat }, [bitmap, heat]];
+      probabilities, scaledBox(cropBox, image.width, bitmap.width));
+    const pictures = { image: bitmap, heat };
+    if (lungMask) pictures.outline = await outlineBitmap(lungMask, lungMaskSize, bitmap.width, bitmap.height);
+    return [pictures, Object.values(pictures)];
   },
 
-  async heatmap({ cam, camShape, cls, width, height, scale, probabilities }) {
-    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, width, height, LUT, scale, probabilities);
+  async heatmap({ cam, camShape, cls, width, height, scale, probabilities, cropBox, imageWidth }) {
+    const heat = await heatBitmap(cam, camShape[0], camShape[1], cls, width, height, LUT, scale, probabilities,
+      scaledBox(cropBox, imageWidth, width));
     return [{ heat }, [heat]];
   },
 };
