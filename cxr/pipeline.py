@@ -132,11 +132,13 @@ def build(args, site: bool = True) -> dict:
     checkpoint_hash = _hash_files([run_dir / "best.pt"])
     stages.run("evaluate", {"checkpoint": checkpoint_hash, "code": code_hash("evaluate")},
                [eval_dir / "metrics.json"], lambda resume: evaluate(run_dir / "best.pt", prepared, eval_dir))
+    lungs = getattr(args, "lungs", None)
     stages.run("export", {"checkpoint": checkpoint_hash, "evaluation": _hash_files([eval_dir / "metrics.json"]),
                           "name": getattr(args, "name", "cxr-triage"),
+                          "lungs": _hash_files([Path(lungs)]) if lungs else None,
                           "code": code_hash("export")}, [model_dir / "model.json"],
                lambda resume: export(run_dir / "best.pt", model_dir, evaluation=eval_dir / "metrics.json",
-                                     name=getattr(args, "name", "cxr-triage")))
+                                     name=getattr(args, "name", "cxr-triage"), lungs=lungs))
     if site:
         build_pwa(model_dir, dist, stages)
         print(f"\nDone. Evaluation report: {eval_dir / 'report.md'}\nSite: {dist}\n{OPEN_HINT}")
@@ -173,6 +175,8 @@ def add_build_arguments(parser) -> None:
     parser.add_argument("--dist", type=Path, default=REPO / "dist", help="the site")
     parser.add_argument("--force", action="store_true", help="run every stage even if its inputs did not change")
     parser.add_argument("--phantoms", type=int, default=DEMO["phantoms"], help="demo only: number of phantoms")
+    parser.add_argument("--lungs", type=Path, metavar="LUNGS_PT",
+                        help="a lung segmenter for the evidence-in-the-lungs outputs (as `cxr export --lungs`)")
     training = parser.add_argument_group("training (as `cxr train`)")
     training.add_argument("--arch", help="default resnet50 (demo: resnet18)")
     training.add_argument("--weights", help="imagenet | none | auto | PATH (default auto; demo: none)")

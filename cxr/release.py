@@ -23,7 +23,7 @@ from .pipeline import RELEASE_DIR, REPO, build
 
 # The released model's recipe: the best the project can honestly make from ../shared/data today (README Results).
 RECIPE = {"arch": "efficientnet_lite0", "weights": "imagenet", "epochs": 30, "lr": 3e-4, "batch_size": 32, "seed": 0,
-          "size": 224}
+          "size": 224, "lungs": str(REPO / "models" / "lung-segmenter" / "lungs.pt")}
 SHARED_DATA = REPO.parent / "shared" / "data"
 EVAL_FILES = ("report.md", "metrics.json", "roc.png", "confusion.png", "reliability.png", "training_curves.png")
 
@@ -101,7 +101,8 @@ def reexport(work: Path, name: str) -> dict:
     missing = [str(p) for p in (folders["run"] / "best.pt", folders["eval"] / "metrics.json") if not p.exists()]
     if missing:
         raise FileNotFoundError(f"--reexport needs a finished release run: {', '.join(missing)} not found")
-    export(folders["run"] / "best.pt", folders["model"], evaluation=folders["eval"] / "metrics.json", name=name)
+    export(folders["run"] / "best.pt", folders["model"], evaluation=folders["eval"] / "metrics.json", name=name,
+           lungs=RECIPE["lungs"])
     return folders
 
 

@@ -191,14 +191,20 @@ def run_variant(name: str, prepared: Path, out: Path, epochs: int, seed: int, n_
     for what, holdout in runs_of(variant).items():
         folder = out / name / (holdout.replace(":", "-").replace(",", "+") or "all-sources")
         if holdout not in trained:
-            started = time.perf_counter()
             config = TrainConfig(data=str(prepared), out=str(folder), **{"arch": arch, "weights": weights,
                                  "epochs": epochs, "seed": seed, "holdout": holdout, **variant.options})
-            print(f"=== {name}: {what} (holdout {holdout or 'none'})", flush=True)
-            summary = train(config, resume=(folder / "last.pt").exists())
-            trained[holdout] = {"folder": folder, "scored": scored(folder / "best.pt", prepared),
-                                "training": {**{k: summary[k] for k in ("epochs", "best_epoch", "train_seconds")},
-                                             "wall_seconds": time.perf_counter() - started}}
+            same = _finished_run(out, config)
+            if same:  # another variant trained this very configuration already (e.g. hannover's Hannover fold
+                # is the baseline): score that run instead of training it again
+                print(f"=== {name}: {what} (holdout {holdout or 'none'}): the run in {same[0]}", flush=True)
+                folder, training = same
+            else:
+                started = time.perf_counter()
+                print(f"=== {name}: {what} (holdout {holdout or 'none'})", flush=True)
+                summary = train(config, resume=(folder / "last.pt").exists())
+                training = {**{k: summary[k] for k in ("epochs", "best_epoch", "train_seconds")},
+                            "wall_seconds": time.perf_counter() - started}
+            trained[holdout] = {"folder": folder, "scored": scored(folder / "best.pt", prepared), "training": training}
         run = trained[holdout]
         results["runs"][what] = {"holdout": holdout, "folder": str(run["folder"]), "training": run["training"],
                                  **(internal_metrics(run["scored"], n_boot, lung_masks) if what == "internal"
@@ -206,6 +212,19 @@ def run_variant(name: str, prepared: Path, out: Path, epochs: int, seed: int, n_
     results_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(results_path, results)
     return json.loads(results_path.read_text())
+
+
+def _finished_run(out: Path, config: TrainConfig):
+    """(folder, training record) of a finished run in OUT with the same training settings as `config`, or None."""
+    from dataclasses import asdict
+
+    wanted = {k: v for k, v in asdict(config).items() if k != "out"}
+    for results in sorted(out.glob("*/results.json")):
+        for run in json.loads(results.read_text())["runs"].values():
+            best = Path(run["folder"]) / "best.pt"
+            if best.exists() and {k: v for k, v in load_checkpoint(best).config.items() if k != "out"} == wanted:
+                return Path(run["folder"]), run["training"]
+    return None
 
 
 def _cell(value, ci=None) -> str:
