@@ -105,13 +105,18 @@ def auc_or_nan(positive: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(positive, score)) if positive.any() and not positive.all() else float("nan")
 
 
+def _pair_score(probs: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Class a against class b: p_a / (p_a + p_b), whatever the third class gets."""
+    return probs[:, a] / np.maximum(probs[:, a] + probs[:, b], 1e-12)
+
+
 def pairwise_auc(y, probs, a: int, b: int, patients, n_boot: int = 1000, seed: int = 0) -> dict | None:
     """ROC AUC of class a against class b among the images labelled a or b, scoring p_a / (p_a + p_b), with a 95%
     bootstrap CI over patients. None when either class is absent."""
     y, probs, patients = np.asarray(y), np.asarray(probs), np.asarray(patients)
     inside = (y == a) | (y == b)
     y, patients = y[inside] == a, patients[inside]
-    score = probs[inside, a] / np.maximum(probs[inside, a] + probs[inside, b], 1e-12)
+    score = _pair_score(probs[inside], a, b)
     if y.all() or not y.any():
         return None
     samples = [auc_or_nan(y[chosen], score[chosen]) for chosen in patient_resamples(patients, n_boot, seed)]
@@ -119,19 +124,25 @@ def pairwise_auc(y, probs, a: int, b: int, patients, n_boot: int = 1000, seed: i
             "n": {CLASSES[a]: int(y.sum()), CLASSES[b]: int((~y).sum())}}
 
 
+def _source_label_pairs(y: np.ndarray, sources: np.ndarray, num_classes: int):
+    """(source, its images' mask, a, b) for every source holding labels a < b, at least 2 images of each."""
+    for source in sorted(set(sources.tolist())):
+        inside = sources == source
+        present = [k for k in range(num_classes) if (y[inside] == k).sum() >= 2]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                yield source, inside, a, b
+
+
 def within_source_aucs(y, probs, patients, sources, n_boot: int = 1000, seed: int = 0) -> list[dict]:
     """For every source holding two labels (at least 2 images each), the AUC between them inside that source only:
     the discrimination a model shows when the source cannot give the answer away."""
     y, sources, patients = np.asarray(y), np.asarray(sources), np.asarray(patients)
     out = []
-    for source in sorted(set(sources.tolist())):
-        inside = sources == source
-        present = [k for k in range(probs.shape[1]) if (y[inside] == k).sum() >= 2]
-        for i, a in enumerate(present):
-            for b in present[i + 1:]:
-                result = pairwise_auc(y[inside], probs[inside], a, b, patients[inside], n_boot, seed)
-                if result:
-                    out.append({"source": source, "pair": f"{CLASSES[a]} vs {CLASSES[b]}", **result})
+    for source, inside, a, b in _source_label_pairs(y, sources, probs.shape[1]):
+        result = pairwise_auc(y[inside], probs[inside], a, b, patients[inside], n_boot, seed)
+        if result:
+            out.append({"source": source, "pair": f"{CLASSES[a]} vs {CLASSES[b]}", **result})
     return out
 
 
@@ -141,14 +152,9 @@ def mean_within_source_auc(y, probs, sources) -> float:
     NaN when no source holds two labels."""
     y, probs, sources = np.asarray(y), np.asarray(probs), np.asarray(sources)
     aucs = []
-    for source in sorted(set(sources.tolist())):
-        inside = sources == source
-        present = [k for k in range(probs.shape[1]) if (y[inside] == k).sum() >= 2]
-        for i, a in enumerate(present):
-            for b in present[i + 1:]:
-                pair = inside & ((y == a) | (y == b))
-                score = probs[pair, a] / np.maximum(probs[pair, a] + probs[pair, b], 1e-12)
-                aucs.append(auc_or_nan(y[pair] == a, score))
+    for _, inside, a, b in _source_label_pairs(y, sources, probs.shape[1]):
+        pair = inside & ((y == a) | (y == b))
+        aucs.append(auc_or_nan(y[pair] == a, _pair_score(probs[pair], a, b)))
     return float(np.nanmean(aucs)) if aucs and not np.isnan(aucs).all() else float("nan")
 
 
