@@ -40,6 +40,7 @@ LIMITS = {
     # (1/160 of the side); more than that is a real difference.
     "crop_box_of_side": 1 / 160 + 1e-4,
     "lung_evidence_max_abs": 1e-3,
+    "int8_lung_evidence": 0.05,
 }
 
 
@@ -204,4 +205,16 @@ def compare_int8(fp32: dict, int8: dict, labels: np.ndarray, threshold: float, f
               ood >= LIMITS["int8_ood_agreement"]),
         Check(f"int8 vs fp32: OOD decision agreement ({len(fp32_ood['ood_score'])} non-X-ray images)", outliers,
               LIMITS["int8_ood_agreement"], outliers >= LIMITS["int8_ood_agreement"]),
-    ]
+    ] + _compare_lungs(fp32, int8, n)
+
+
+def _compare_lungs(fp32: dict, int8: dict, n: str) -> list[Check]:
+    """The lung outputs must survive quantisation too: the same fallback decisions, close evidence shares."""
+    if "lung_evidence" not in fp32:
+        return []
+    fallback = float(((fp32["lung_fallback"] > 0.5) == (int8["lung_fallback"] > 0.5)).mean())
+    evidence = float(np.abs(fp32["lung_evidence"] - int8["lung_evidence"]).mean())
+    return [Check(f"int8 vs fp32: lung fallback agreement ({n})", fallback, LIMITS["int8_ood_agreement"],
+                  fallback >= LIMITS["int8_ood_agreement"]),
+            Check(f"int8 vs fp32: mean lung evidence difference ({n})", evidence, LIMITS["int8_lung_evidence"],
+                  evidence <= LIMITS["int8_lung_evidence"])]
