@@ -63,6 +63,33 @@ def make_tiny_export(prepared: Path, folder: Path, lungs: Path | None = None, **
     return folder / "export"
 
 
+def with_int8(export_dir: Path, prepared: Path, folder: Path) -> Path:
+    """A copy of an export that ships an int8 file. The browser's int8 path must be tested whatever the tiny model's
+    int8 scores: on 12 test images one rank decides the fidelity bar (AUC drop <= 0.01), and thread counts move it.
+    Where export shipped fp32 only, the copy gets the first recipe's int8 file in its model.json, marked as a test
+    fixture; the export itself is left as it was (its own tests see what export decided)."""
+    import json
+    import shutil
+
+    shutil.copytree(export_dir, folder)
+    export_dir = folder
+
+    from export.onnx_export import RECIPES, quantize_int8
+    from export.package import decoded_split
+    from training.core.checksum import sha256_file
+
+    card = json.loads((export_dir / "model.json").read_text())
+    if "model.int8.onnx" in card["files"]:
+        return folder
+    calibration, _ = decoded_split(prepared, "train", limit=8)
+    quantize_int8(export_dir / "model.onnx", export_dir / "model.int8.onnx", calibration, RECIPES[0])
+    card["files"]["model.int8.onnx"] = {
+        "precision": "int8", "recipe": RECIPES[0].name, "note": "test fixture: added whatever its fidelity",
+        "sha256": sha256_file(export_dir / "model.int8.onnx"), "size": (export_dir / "model.int8.onnx").stat().st_size}
+    (export_dir / "model.json").write_text(json.dumps(card, indent=2))
+    return folder
+
+
 # The released lung segmenter (models/, a build input of the released model; `cxr lungs-train` made it).
 LUNG_SEGMENTER = REPO / "models" / "lung-segmenter" / "lungs.pt"
 

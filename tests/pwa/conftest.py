@@ -41,10 +41,13 @@ def node_modules() -> Path:
 
 
 @pytest.fixture(scope="session")
-def site(tiny_export, node_modules, tmp_path_factory) -> dict:
-    """The PWA built from the tiny export: build_site's answer plus "dist", "card" and "model_path"."""
+def site(tiny_export, tiny_prepared, node_modules, tmp_path_factory) -> dict:
+    """The PWA built from the tiny export (with an int8 file, tests.conftest.with_int8): build_site's answer plus
+    "dist", "card" and "model_path"."""
     from pwa.site import build_site
+    from tests.conftest import with_int8
 
+    tiny_export = with_int8(tiny_export, tiny_prepared, tmp_path_factory.mktemp("site_export") / "export")
     dist = tmp_path_factory.mktemp("site") / "dist"
     info = build_site(tiny_export, dist, node_modules)
     card = json.loads((tiny_export / "model.json").read_text())
