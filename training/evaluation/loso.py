@@ -71,6 +71,7 @@ class Variant:
 REMEDIES = {"balance_sources": True, "select": "within_source", "adversary": 0.3}
 VARIANTS = {
     "baseline": Variant(hannover=False),
+    "no-harmonize": Variant({"harmonize": False}, hannover=False),  # what harmonisation does to re-encoding
     "hannover": Variant(),
     "balance": Variant({"balance_sources": True}),
     "select": Variant({"select": "within_source"}),
@@ -273,12 +274,14 @@ def add_arguments(parser) -> None:
                         help="datasets: ../shared/data/cxr and ../shared/data/hannover (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs, results and the table")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--epochs", type=int, default=15, help="the same budget for every run")
+    parser.add_argument("--epochs", type=int, default=8,
+                        help="the same budget for every run (8: the table of docs/shortcuts.md)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     parser.add_argument("--arch", default="efficientnet_lite0", help="backbone, unless a variant sets its own")
     parser.add_argument("--weights", default="imagenet", help="initial weights (as `cxr train --weights`)")
-    parser.add_argument("--size", type=int, default=224, help="network input side (as `cxr prepare --size`)")
+    parser.add_argument("--size", type=int, default=160,
+                        help="network input side (as `cxr prepare --size`; 160: the table of docs/shortcuts.md)")
     parser.add_argument("--lungs", type=Path, help="the lung segmenter (`cxr lungs-train`) of the lungcrop variant")
     parser.add_argument("--lung-masks", type=Path,
                         help="the lungmasks folder: also measure the evidence inside the true lungs of test films")
