@@ -25,6 +25,9 @@ from .pipeline import RELEASE_DIR, REPO, build
 RECIPE = {"arch": "efficientnet_lite0", "weights": "imagenet", "epochs": 30, "lr": 3e-4, "batch_size": 32, "seed": 0,
           "size": 224, "lungs": str(REPO / "models" / "lung-segmenter" / "lungs.pt")}
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Scored after training, never trained or validated on: the release's unseen-source test (docs/shortcuts.md, "leave-
+# one-source-out": Hannover in training did not help on unseen sources, so it is the held-out hospital).
+HELD_OUT = (str(SHARED_DATA / "hannover"),)
 EVAL_FILES = ("report.md", "metrics.json", "roc.png", "confusion.png", "reliability.png", "training_curves.png")
 
 
@@ -35,20 +38,20 @@ def _git(*args: str) -> str:
         return ""
 
 
-def provenance(data: list[str], command: list[str]) -> dict:
+def provenance(data: list[str], command: list[str], held_out: list[str] = ()) -> dict:
     from training.core.checksum import sha256_file
     from training.data.readers import parse_spec
 
     commit = _git("rev-parse", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     manifests = {}
-    for spec in data:
+    for spec in [*data, *held_out]:
         path = Path(parse_spec(spec)[1])
         manifest = path / "manifest.csv" if path.is_dir() else path
         if manifest.is_file():
             manifests[spec] = sha256_file(manifest)
     return {"command": " ".join(command), "commit": commit, "uncommitted_changes": dirty, "data": data,
-            "data_manifest_sha256": manifests, "python": platform.python_version(),
+            "held_out": list(held_out), "data_manifest_sha256": manifests, "python": platform.python_version(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}"}
 
 
@@ -76,7 +79,10 @@ def _release_notes(card: dict, prov: dict) -> str:
              f"| command | `{prov['command']}` |",
              f"| commit | `{prov['commit'] or 'unknown'}`{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''} |",
              *([f"| training | {prov['training']} |"] if "training" in prov else []),
-             f"| data | {', '.join(f'`{d}`' for d in prov['data'])} |"]
+             f"| data | {', '.join(f'`{d}`' for d in prov['data'])} |",
+             *([f"| held out (never trained on; scored) | {', '.join(f'`{d}`' for d in prov['held_out'])} |"]
+               if prov.get("held_out") else []),
+             *([f"| unseen-source scores | {prov['external']} |"] if "external" in prov else [])]
     lines += [f"| manifest sha256 of `{spec}` | `{sha}` |" for spec, sha in prov["data_manifest_sha256"].items()]
     lines += [f"| made on | {prov['machine']}, Python {prov['python']}, {card['created']} |",
               f"| files | " + ", ".join(f"{n} ({info['size'] / 1e6:.1f} MB, {info['precision']})"
@@ -84,13 +90,60 @@ def _release_notes(card: dict, prov: dict) -> str:
               f"| default model | {card['default_model']} |",
               f"| int8 | {card['int8']['note']} |",
               f"| internal test split | macro AUC {metrics['macro_auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}], accuracy "
-              f"{metrics['accuracy']:.3f} on {metrics['n']} images |", "",
+              f"{metrics['accuracy']:.3f} on {metrics['n']} images |",
+              *[f"| unseen source | {text} |" for text in card.get("external", {}).get("summary", [])], "",
               "## Terms", "", card["terms"], "",
               "## What it is not", "", *[f"- {item}" for item in card["limitations"]],
               f"- {card['intended_use']}", "",
               "Model card: model.json (shown in the app). Evaluation: eval/report.md. Verification: verification.md.",
               ""]
     return "\n".join(lines)
+
+
+def held_out_rows(specs: list[str]) -> list[dict]:
+    """The records of the held-out datasets as rows for export.external (`file` relative to the shared data folder
+    where it lies there, so model.json names no machine's paths)."""
+    from training.data.readers import read
+
+    rows = []
+    for spec in specs:
+        reading = read(spec)
+        if reading.skipped:
+            print(f"held-out {spec}: {len(reading.skipped)} files skipped (first: {reading.skipped[0].file}: "
+                  f"{reading.skipped[0].reason})", file=sys.stderr)
+        for r in reading.records:
+            path = Path(r.file)
+            shown = path.relative_to(SHARED_DATA) if path.is_relative_to(SHARED_DATA) else path
+            rows.append({"file": shown.as_posix(), "path": path, "label": r.label, "patient_id": r.patient_id,
+                         "source": r.source})
+    return rows
+
+
+def score_unseen(folder: Path, held_out: list[str], n_boot: int = 1000) -> dict:
+    """Score the release in `folder` (its default model file) on `held_out` datasets, none of whose sources it was
+    trained or validated on; write model.json `external` and the limitations that follow. Returns the card."""
+    from export.card import limitations
+    from export.external import external_metrics, rows_of_test_split
+    from export.predict import Predictor
+
+    card = json.loads((folder / "model.json").read_text())
+    rows = held_out_rows(held_out)
+    seen = set(card["training_data"]["sources"]) & {r["source"] for r in rows}
+    if seen:
+        raise ValueError(f"held-out data shares sources with the training data ({', '.join(sorted(seen))}): "
+                         "an unseen-source score needs sources the model never saw")
+    predictor = Predictor(folder / card["default_model"])
+    external = external_metrics(predictor, rows, rows_of_test_split(folder / "test_split.csv", SHARED_DATA), n_boot)
+    card["external"] = {"model_file": card["default_model"], "data": [_shown(spec) for spec in held_out],
+                        **external}
+    card["limitations"] = limitations(card["training_data"], card["demo"], card["external"])
+    (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def _shown(spec: str) -> str:
+    path = Path(spec)
+    return path.relative_to(SHARED_DATA).as_posix() if path.is_relative_to(SHARED_DATA) else spec
 
 
 def reexport(work: Path, name: str) -> dict:
@@ -107,13 +160,14 @@ def reexport(work: Path, name: str) -> dict:
 
 
 def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work" / "release",
-            command: list[str] | None = None, reexport_only: bool = False) -> dict:
-    """Train, evaluate and export the release recipe on `data`, then (re)write `out`. Returns the model card.
-    `reexport_only`: reuse the trained and evaluated run in `work` (provenance says so)."""
+            command: list[str] | None = None, reexport_only: bool = False, held_out: list[str] = ()) -> dict:
+    """Train, evaluate and export the release recipe on `data`, score it on the `held_out` datasets, then (re)write
+    `out`. Returns the model card. `reexport_only`: reuse the trained and evaluated run in `work` (provenance says
+    so)."""
     args = Namespace(data=data, demo=False, work=work, dist=work / "dist", force=False, phantoms=0, name=out.name,
                      class_map={}, patient_regex=None, rsna_not_normal=None, **RECIPE)
     # The commit and data as they are when training starts (the run is long: the tree may change meanwhile).
-    prov = provenance(data, command or ["cxr", "release", *sum((["--data", d] for d in data), [])])
+    prov = provenance(data, command or ["cxr", "release", *sum((["--data", d] for d in data), [])], held_out)
     if reexport_only:
         prov["training"] = (f"reused from {work / 'run'} (best.pt of "
                             f"{_mtime(work / 'run' / 'best.pt')}); exported again at this commit")
@@ -130,11 +184,31 @@ def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work"
         if (folders["eval"] / name).exists():
             shutil.copy2(folders["eval"] / name, staging / "eval" / name)
     write_test_split(folders["prepared"], staging / "test_split.csv", SHARED_DATA)
+    if held_out:
+        card = score_unseen(staging, held_out)
     (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
     (staging / "RELEASE.md").write_text(_release_notes(card, prov))
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
+    return card
+
+
+def rescore(out: Path, held_out: list[str], command: list[str]) -> dict:
+    """Score the committed release on the held-out data again (after a change to the scoring, or new held-out data):
+    model.json `external`, RELEASE.md and provenance.json are rewritten; the model files are not touched."""
+    if not (out / "model.json").exists():
+        raise FileNotFoundError(f"{out / 'model.json'} not found: nothing to rescore")
+    if not held_out:
+        raise ValueError(f"no held-out data: {HELD_OUT[0]} not found and no --held-out given")
+    card = score_unseen(out, held_out)
+    prov = json.loads((out / "provenance.json").read_text())
+    scoring = provenance(prov["data"], command, held_out)
+    prov.update(held_out=held_out, data_manifest_sha256=scoring["data_manifest_sha256"],
+                external=f"`{scoring['command']}` at commit {scoring['commit']}"
+                         f"{' (with uncommitted changes)' if scoring['uncommitted_changes'] else ''}")
+    (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+    (out / "RELEASE.md").write_text(_release_notes(card, prov))
     return card
 
 
@@ -149,16 +223,28 @@ def add_arguments(parser) -> None:
                         help=f"dataset(s) to train on (default: {SHARED_DATA / 'cxr'})")
     parser.add_argument("--out", type=Path, default=RELEASE_DIR, help="the release folder to (re)write")
     parser.add_argument("--work", type=Path, default=REPO / "work" / "release", help="intermediate files")
+    parser.add_argument("--held-out", action="append", metavar="SRC",
+                        help="dataset(s) of sources never trained on, to score the release on (default: "
+                             f"{HELD_OUT[0]} where it exists)")
     parser.add_argument("--reexport", action="store_true",
                         help="do not train: export the finished run in --work again and rewrite the release")
+    parser.add_argument("--rescore", action="store_true",
+                        help="do not train or export: score the release in --out on the held-out data again")
 
 
 def run(args) -> int:
     data = args.data or [str(SHARED_DATA / "cxr")]
+    held_out = args.held_out or [spec for spec in HELD_OUT if Path(spec).exists()]
+    command = ["cxr", "release", *sys.argv[2:]]
     try:
-        card = release(data, args.out, args.work, ["cxr", "release", *sys.argv[2:]], args.reexport)
+        if args.rescore:
+            card = rescore(args.out, held_out, command)
+        else:
+            card = release(data, args.out, args.work, command, args.reexport, held_out)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"release: {e}") from None
+    for text in card.get("external", {}).get("summary", []):
+        print(text)
     sizes = ", ".join(f"{n} {info['size'] / 1e6:.1f} MB" for n, info in card["files"].items())
     print(f"wrote {args.out}: {card['name']} {card['version']} ({sizes}); default {card['default_model']}")
     return 0

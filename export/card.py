@@ -157,13 +157,18 @@ def training_sentence(summary: dict) -> str:
             f"{summary['patients']} patients")
 
 
-def limitations(summary: dict, demo: bool) -> list[str]:
+def limitations(summary: dict, demo: bool, external: dict | None = None) -> list[str]:
+    """`external`: the model's scores on sources it never saw (export/external.py), when measured."""
     if demo:
         return ["DEMO MODEL: trained on synthetic phantoms, not on real radiographs. Its outputs on real X-rays "
                 "mean nothing.", f"{training_sentence(summary)}, all synthetic."]
+    unseen = sorted({g["source"] for g in (external or {}).get("groups", {}).values()})
     items = [f"{training_sentence(summary)} ({', '.join(summary['sources'])}); performance elsewhere is unknown.",
-             "Metrics come from a held-out split of the same sources, by patient; external validation has not been "
-             "done.",
+             ("Metrics come from a held-out split of the same sources, by patient, and from "
+              f"{', '.join(unseen)} (never used in training; see 'Sources never seen in training'); no other external "
+              "validation has been done." if unseen else
+              "Metrics come from a held-out split of the same sources, by patient; external validation has not been "
+              "done."),
              "Only frontal chest radiographs of adults are in scope; other images should be flagged as "
              "out-of-distribution, but the flag can miss.",
              "The heatmap shows what drove the score, not where disease is."]

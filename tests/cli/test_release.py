@@ -4,10 +4,11 @@ metrics through the Python predictor on the shared images, and it fits the size 
 import csv
 import json
 
+import jsonschema
 import numpy as np
 import pytest
 
-from cxr.pipeline import RELEASE_DIR
+from cxr.pipeline import RELEASE_DIR, REPO
 from cxr.release import SHARED_DATA
 from export.predict import Predictor
 from training.core.checksum import sha256_file
@@ -25,6 +26,7 @@ def card() -> dict:
 
 
 def test_every_file_matches_model_json(card):
+    jsonschema.validate(card, json.loads((REPO / "export" / "model.schema.json").read_text()))
     assert card["demo"] is False and card["name"] == RELEASE_DIR.name
     for name, info in card["files"].items():
         assert sha256_file(RELEASE_DIR / name) == info["sha256"], name
@@ -56,6 +58,40 @@ def test_the_release_reproduces_its_test_metrics(card, shared_cxr):
         again = evaluate_predictions(labels, probs, [r["patient_id"] for r in rows], [r["source"] for r in rows],
                                      n_boot=1000)
         _assert_close(again, info["metrics_test"], name)
+
+
+@pytest.mark.slow
+def test_the_release_reproduces_its_unseen_source_scores(card, shared_cxr):
+    """model.json `external`: recounted here from the predictor's answers on the held-out films (sklearn's AUC),
+    not through export/external.py."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.data.readers import read
+
+    external = card.get("external")
+    if not external:
+        pytest.skip("the release has no unseen-source scores (no held-out data when it was made)")
+    held_out = [SHARED_DATA / d for d in external["data"]]
+    if not all(p.exists() for p in held_out):
+        pytest.skip(f"held-out data not found: {', '.join(map(str, held_out))}")
+    predictor = Predictor(RELEASE_DIR / external["model_file"])
+    with open(RELEASE_DIR / "test_split.csv", newline="") as f:
+        test = [(r, predictor.predict(decode(SHARED_DATA / r["file"]))) for r in csv.DictReader(f)]
+    records = [r for d in held_out for r in read(str(d)).records]
+    results = [predictor.predict(decode(r.file)) for r in records]
+    for key, group in external["groups"].items():
+        members = [res for r, res in zip(records, results) if f"{r.source}/{r.label}" == key]
+        assert len(members) == group["images"] > 0, key
+        shown = [res["class"] or "withheld" for res in members]
+        for name, share in group["shown"].items():
+            assert abs(shown.count(name) / len(shown) - share) <= 1e-9, (key, name)
+        assert group["sensitivity"]["value"] == group["shown"][group["label"]]
+        others = [res for r, res in test if r["source"] != group["source"] and r["label"] != group["label"]]
+        scores = [res["probabilities"][group["label"]] for res in members + others]
+        auc = roc_auc_score([1] * len(members) + [0] * len(others), scores)
+        assert abs(auc - group["auc_vs_other_sources"]["auc"]) <= 1e-4, key
+    assert any(key.startswith("hannover/") for key in external["groups"])
+    assert any("never used in training" in item for item in card["limitations"])
 
 
 def _assert_close(measured, recorded, where: str) -> None:

@@ -63,3 +63,25 @@ def test_browser_matches_python_on_the_released_model(browser, release_site, par
             app.page.close()
     finally:
         context.close()
+
+
+def test_model_card_shows_the_unseen_source_scores(browser, release_site):
+    from tests.pwa.conftest import App
+
+    external = release_site["card"].get("external")
+    if not external:
+        pytest.skip("the release has no unseen-source scores")
+    context = browser.new_context()
+    try:
+        app = App(context, release_site["url"])
+        app.open()
+        app.page.click("#model-card summary")
+        text = app.page.text_content("#unseen-sources")
+        for group in external["groups"].values():
+            assert f"{group['source']}: {group['label']}" in text
+            assert f"{group['images']} ({group['patients']})" in text
+        assert external["summary"][0] in text
+        assert "never used in training" in app.page.text_content("#model-card-body")
+        assert not app.problems(), app.problems()
+    finally:
+        context.close()

@@ -105,6 +105,22 @@ def auc_or_nan(positive: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(positive, score)) if positive.any() and not positive.all() else float("nan")
 
 
+def auc_with_ci(positive: np.ndarray, score: np.ndarray, patients: np.ndarray, n_boot: int = 1000,
+                seed: int = 0) -> dict:
+    """ROC AUC of `score` for `positive` against the rest, with a 95% bootstrap CI over patients."""
+    positive, score, patients = np.asarray(positive, bool), np.asarray(score), np.asarray(patients)
+    samples = [auc_or_nan(positive[c], score[c]) for c in patient_resamples(patients, n_boot, seed)]
+    return {"auc": auc_or_nan(positive, score), "ci95": percentile_interval(samples),
+            "n": {"positive": int(positive.sum()), "negative": int((~positive).sum())}}
+
+
+def rate_with_ci(hits: np.ndarray, patients: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The share of `hits` (e.g. a held-out class's sensitivity), with a 95% bootstrap CI over patients."""
+    hits, patients = np.asarray(hits, float), np.asarray(patients)
+    samples = [hits[c].mean() for c in patient_resamples(patients, n_boot, seed)]
+    return {"value": float(hits.mean()) if len(hits) else float("nan"), "ci95": percentile_interval(samples)}
+
+
 def _pair_score(probs: np.ndarray, a: int, b: int) -> np.ndarray:
     """Class a against class b: p_a / (p_a + p_b), whatever the third class gets."""
     return probs[:, a] / np.maximum(probs[:, a] + probs[:, b], 1e-12)

@@ -30,8 +30,7 @@ import torch
 from ..core.classes import CLASSES
 from ..core.jsonio import write_json
 from ..core.markdown import table
-from ..core.metrics import (auc_or_nan, evaluate_predictions, patient_resamples, percentile_interval,
-                            within_source_aucs)
+from ..core.metrics import auc_with_ci, evaluate_predictions, rate_with_ci, within_source_aucs
 from ..data.dataset import in_group, load_prepared, parse_holdout
 from ..data.prepare import prepare
 from ..loop.config import TrainConfig
@@ -115,12 +114,6 @@ def scored(checkpoint: Path, prepared: Path) -> dict:
             "checkpoint": ckpt}
 
 
-def _auc_with_ci(positive: np.ndarray, score: np.ndarray, patients: np.ndarray, n_boot: int) -> dict:
-    samples = [auc_or_nan(positive[c], score[c]) for c in patient_resamples(patients, n_boot)]
-    return {"auc": auc_or_nan(positive, score), "ci95": percentile_interval(samples),
-            "n": {"held_out": int(positive.sum()), "others": int((~positive).sum())}}
-
-
 def fold_metrics(fold: Fold, s: dict, n_boot: int) -> dict:
     """Scores of the held-out group: sensitivity, AUC against other sources' other classes, within-source AUC and
     accuracy where its source holds another label, and where its images went."""
@@ -134,19 +127,17 @@ def fold_metrics(fold: Fold, s: dict, n_boot: int) -> dict:
     patients = np.array([r["patient_id"] for r in rows])
     predicted = probs.argmax(1)
 
-    hits = (predicted[held] == k).astype(float)
-    sens_samples = [hits[c].mean() for c in patient_resamples(patients[held], n_boot)]
     result = {"held_out": {"source": source, "label": label, "images": int(held.sum()),
                            "patients": len(set(patients[held].tolist()))},
-              "sensitivity": {"value": float(hits.mean()), "ci95": percentile_interval(sens_samples)},
+              "sensitivity": rate_with_ci(predicted[held] == k, patients[held], n_boot),
               "sent_to": {c: float((predicted[held] == j).mean()) for j, c in enumerate(CLASSES)}}
     others = test & (src != source) & (y != k)
     both = held | others
-    result["auc_vs_other_sources"] = _auc_with_ci(held[both], probs[both, k], patients[both], n_boot)
+    result["auc_vs_other_sources"] = auc_with_ci(held[both], probs[both, k], patients[both], n_boot)
     same = test & (src == source) & (y != k) & ~held
     if same.sum() >= 2:
         pair = held | same
-        result["within_source"] = _auc_with_ci(held[pair], probs[pair, k], patients[pair], n_boot)
+        result["within_source"] = auc_with_ci(held[pair], probs[pair, k], patients[pair], n_boot)
         result["within_source"]["accuracy"] = float((predicted[pair] == y[pair]).mean())
         result["within_source"]["other_labels"] = sorted({CLASSES[j] for j in y[same]})
     return result

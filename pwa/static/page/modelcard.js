@@ -1,7 +1,7 @@
 // The model card, from model.json: what the model is, what it was trained on, how it did on held-out test data
-// (per model file, with 95 % confidence intervals, and per source), when it marks a result uncertain and how
-// right each band was, how often it flags non-X-rays, its limits and its intended use. Built with DOM calls only
-// (no HTML parsing).
+// (per model file, with 95 % confidence intervals, and per source) and on sources it never saw, when it marks a
+// result uncertain and how right each band was, how often it flags non-X-rays, its limits and its intended use.
+// Built with DOM calls only (no HTML parsing).
 import { el, fixed, interval, percent } from "./format.js";
 
 const METRICS = ["precision", "recall", "specificity", "f1", "auc"];
@@ -99,6 +99,22 @@ function uncertainty(card) {
   return section;
 }
 
+/** Scores on sources the model never saw in training or validation (export/external.py): what another hospital
+ * may see. Absent when not measured. */
+function unseenSources(card) {
+  const groups = Object.values(card.external?.groups ?? {});
+  if (!groups.length) return null;
+  const shownAs = (g) => Object.entries(g.shown ?? {}).filter(([, share]) => share > 0)
+    .map(([name, share]) => `${name} ${percent(share, 0)}`).join(", ");
+  return el("section", { id: "unseen-sources" }, el("h3", { textContent: "Sources never seen in training" }),
+    el("ul", {}, (card.external.summary ?? []).map((text) => el("li", { textContent: text }))),
+    table(`Unseen sources (${card.external.model_file}; 95 % CI in brackets)`,
+      ["source: class", "images (patients)", "sensitivity", "shown as", "AUC vs other sources"],
+      groups.map((g) => [`${g.source}: ${g.label}`, `${g.images} (${g.patients})`,
+        withCi(g.sensitivity.value, g.sensitivity.ci95), shownAs(g),
+        g.auc_vs_other_sources ? withCi(g.auc_vs_other_sources.auc, g.auc_vs_other_sources.ci95) : "n/a"])));
+}
+
 export function renderModelCard(container, card) {
   const calibration = card.calibration ?? {};
   const about = el("section", {}, el("h3", { textContent: "Model" }), definitionList([
@@ -122,6 +138,7 @@ export function renderModelCard(container, card) {
       el("ul", {}, (card.limitations ?? []).map((text) => el("li", { textContent: text })))),
     card.shortcuts?.summary?.length ? el("section", { id: "known-bias" }, el("h3", { textContent: "Known bias: source and label" }),
       el("ul", {}, card.shortcuts.summary.map((text) => el("li", { textContent: text })))) : null,
+    unseenSources(card),
     uncertainty(card),
     about,
     trainingData(card),
