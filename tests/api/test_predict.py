@@ -122,3 +122,24 @@ def test_token_is_enforced(tiny_export, client, real_files):
         ok = client.post(f"{url}/v1/predict", content=image, headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200
         assert client.get(f"{url}/healthz").status_code == 200  # probes stay open
+
+
+@pytest.mark.slow
+def test_the_released_model_over_http_equals_export_predict(client, real_files):
+    """The model `cxr api` serves by default: the same answers as `cxr predict` on it, lung outputs included."""
+    from cxr.pipeline import RELEASE_DIR
+
+    card = json.loads((RELEASE_DIR / "model.json").read_text())
+    expected = {r["file"]: r for r in predict_files([str(p) for p in real_files.values()],
+                                                     RELEASE_DIR / card["default_model"])}
+    with api_server(RELEASE_DIR) as (url, _):
+        for path in real_files.values():
+            response = client.post(f"{url}/v1/predict", content=path.read_bytes())
+            assert response.status_code == 200, response.text
+            result, want = response.json(), expected[str(path)]
+            np.testing.assert_allclose(list(result["probabilities"].values()),
+                                       list(want["probabilities"].values()), rtol=0, atol=1e-6)
+            for key in (*SAME, "band", "lung_fallback", "lung_evidence_low", "crop_box"):
+                assert result[key] == want[key], key
+            assert result["lung_evidence"] == pytest.approx(want["lung_evidence"], abs=1e-6)
+            assert result["model"]["version"] == card["version"]
