@@ -102,6 +102,20 @@ def tiny_export_lungs(tiny_prepared, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_export_lung_crop(tmp_path_factory) -> Path:
+    """Like tiny_export, but prepared with the released segmenter's lung crop: the graph segments, crops the image to
+    the lung box and classifies the crop (the whole pipeline: prepare, train, export and its verification)."""
+    from training.data.phantoms import write_phantoms
+    from training.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("tiny_lung_crop")
+    manifest = write_phantoms(root / "phantoms", 60, size=96, seed=0)
+    prepare([str(manifest)], root / "prepared", size=64, progress=False, fractions=(0.6, 0.2, 0.2),
+            lung_crop=str(LUNG_SEGMENTER))
+    return make_tiny_export(root / "prepared", root)
+
+
+@pytest.fixture(scope="session")
 def tiny_export_geometry(tmp_path_factory) -> Path:
     """Like tiny_export, but prepared with the optional in-graph border crop and text suppression."""
     from training.data.phantoms import write_phantoms

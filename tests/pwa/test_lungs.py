@@ -1,6 +1,7 @@
 """Evidence in the lungs in the app (docs/lungs.md), on the tiny model exported with the released lung segmenter:
 the browser's lung outputs equal the Python predictor's, the share is shown (a warning when it is low), the lung
-outline can be drawn over the image, and the CSV has the column."""
+outline can be drawn over the image, and the CSV has the column. A tiny lung-cropping model gives the browser the
+Python predictor's answers, crop box included."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SHARED_CXR
+from tests.pwa.test_parity import parity_files  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -111,6 +113,30 @@ def test_a_low_share_is_a_warning(browser, tiny_export_lungs, node_modules, xray
         assert row["lungFallback"] == "false"  # the segmenter finds the lungs of this film
         assert evidence.get_attribute("data-low") == "true" and evidence.get_attribute("role") == "alert"
         assert "may rest on something outside the lungs" in evidence.text_content()
+    finally:
+        app.context.close()
+        served.close()
+
+
+def test_lung_crop_model_matches_python(browser, tiny_export_lung_crop, node_modules, parity_files, tmp_path):
+    """The graph crops to the lung box before classifying: the browser's probabilities, crop box, fallback flag and
+    evidence share equal the Python predictor's (tests/pwa/test_parity.py `_check`) on a real PNG, a JPEG, a
+    16-bit DICOM and the real JPEG DICOM."""
+    from tests.pwa.test_parity import REAL_DICOM, _check
+
+    card = json.loads((tiny_export_lung_crop / "model.json").read_text())
+    assert card["lungs"]["crop"] is True and "crop_box" in card["output_names"]
+    export = _site(tiny_export_lung_crop, tmp_path, node_modules)
+    files = [*parity_files, *([SHARED_CXR / REAL_DICOM] if (SHARED_CXR / REAL_DICOM).exists() else [])]
+    app, served = _open(browser, tmp_path / "dist")
+    try:
+        rows = app.classify(files)
+        _check(rows, files, export / "model.onnx", card, {})
+        if (SHARED_CXR / "manifest.csv").exists():  # real films: the segmenter finds lungs, so the box is a crop
+            boxes = [(json.loads(r["cropBox"]), [0, 0, int(r["width"]), int(r["height"])]) for r in rows
+                     if r["lungFallback"] == "false"]
+            assert any(not np.allclose(box, whole) for box, whole in boxes), boxes
+        assert not app.problems(), app.problems()
     finally:
         app.context.close()
         served.close()

@@ -96,6 +96,18 @@ def _check(rows, files, model_path, card, report):
         rule = (card.get("uncertainty") or {}).get("rule", {}).get("threshold")
         if same_ood and (exact or rule is None or abs(top[0] - rule) > 2 * diff):
             assert row["band"] == (python["band"] or ""), (path.name, row["band"], python["band"])
+        if "lung_evidence" in python:  # a model that carries the lung segmenter (docs/lungs.md)
+            _check_lungs(row, python, exact, path.name)
+
+
+def _check_lungs(row: dict, python: dict, exact: bool, name: str) -> None:
+    """The lung outputs: the same fallback decision and crop box (input pixels: where the heatmap lies), the same
+    share of evidence in the lungs."""
+    assert (row["lungFallback"] == "true") == python["lung_fallback"], name
+    assert np.allclose(json.loads(row["cropBox"]), python["crop_box"], atol=1e-3), (name, row["cropBox"])
+    if exact:
+        assert float(row["lungEvidence"]) == pytest.approx(python["lung_evidence"], abs=TOLERANCE), name
+        assert (row["lungLow"] == "true") == python["lung_evidence_low"], name
 
 
 @pytest.fixture(scope="module")
