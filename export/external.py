@@ -24,7 +24,7 @@ from training.core.classes import CLASSES
 from training.core.decode import DecodeError, decode
 from training.core.metrics import auc_with_ci, rate_with_ci
 
-WITHHELD = "withheld"  # the app shows no class: the image does not look like a chest X-ray
+WITHHELD = "withheld"  # the app shows no class: the image is unlike the training X-rays (out of distribution)
 
 
 def score(predictor, rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -86,7 +86,7 @@ def sentence(g: dict) -> str:
     """One group's result in plain words, for the model card."""
     sens = g["sensitivity"]
     lo, hi = sens["ci95"]
-    elsewhere = ", ".join(f"{_pct(share)} {'withheld as not a chest X-ray' if name == WITHHELD else name}"
+    elsewhere = ", ".join(f"{_pct(share)} {'withheld as out of distribution' if name == WITHHELD else name}"
                           for name, share in g["shown"].items() if name != g["label"] and share > 0)
     text = (f"On {g['images']} {g['label']} images of {g['patients']} patients from {g['source']}, a source never "
             f"used in training or validation: shown as {g['label']} for {_pct(sens['value'])} (95% CI "

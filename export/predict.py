@@ -1,7 +1,7 @@
 """`cxr predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
 
 Prints one JSON line per image: probabilities, predicted class, OOD flag and timings; `--heatmap-dir` also writes
-an overlay PNG of the model's top class's heatmap. An image that does not look like a frontal chest X-ray (OOD)
+an overlay PNG of the model's top class's heatmap. An image unlike the training X-rays (OOD: not a chest X-ray, or one from a very different source)
 gets `"class": null` and `"class_withheld"` saying why: the probabilities are still there, but no diagnosis is
 given for it. A file that cannot be read gives one JSON line with its error, and the run goes on; the exit
 status is 1 if any file failed.
@@ -24,7 +24,8 @@ from training.core.heatmap import colorize, heat_values, hottest_point
 from .uncertainty import band
 
 
-OOD_WITHHELD = "out of distribution: the image does not look like a frontal chest X-ray"
+# The OOD score is a distance from the training images: it fires for non-X-rays and for real films unlike them.
+OOD_WITHHELD = "out of distribution: unlike the training X-rays, or not a chest X-ray"
 
 
 class Predictor:

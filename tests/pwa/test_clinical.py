@@ -26,7 +26,7 @@ from tests.export.test_uncertainty import BAND_CASES
 
 pytestmark = pytest.mark.browser
 
-WITHHELD = "not a chest X-ray (out of distribution)"
+WITHHELD = "out of distribution: unlike the training X-rays, or not a chest X-ray"
 DISCLAIMER = "Not a medical device."
 BANDS = {"confident": {"n": 40, "correct": 38, "accuracy": 0.95, "ci95": [0.88, 1.0]},
          "uncertain": {"n": 20, "correct": 12, "accuracy": 0.6, "ci95": [0.4, 0.8]}}

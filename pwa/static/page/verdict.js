@@ -7,7 +7,9 @@
 import { percent } from "./format.js";
 import { band } from "./uncertainty.js";
 
-export const WITHHELD_OOD = "not a chest X-ray (out of distribution)";
+// The OOD score measures distance from the training images, so it fires for non-X-rays and also for real films
+// unlike the training data (11% of one unseen hospital's films: model.json `external`); say both.
+export const WITHHELD_OOD = "out of distribution: unlike the training X-rays, or not a chest X-ray";
 
 /** {band, withheld, topIndex, topClass, shownClass, leading: [i, j], label, measured} for a worker result. */
 export function verdict(result, card) {
@@ -56,7 +58,7 @@ export function bandSentence(v, card) {
 /** The live region's words for a shown result: the prediction and its band, or why there is none. */
 export function announcement(result, v, classes) {
   if (result.error) return `${result.name} could not be read: ${result.error}`;
-  if (v.withheld) return `${result.name}: does not look like a frontal chest X-ray, so no prediction is given.`;
+  if (v.withheld) return `${result.name}: unlike the chest X-rays the model was trained on (or not a chest X-ray), so no prediction is given.`;
   const p = result.probabilities;
   if (v.band === "uncertain") {
     return `${result.name}: uncertain, ${v.leading.map((i) => `${classes[i]} ${percent(p[i])}`).join(" or ")}.`;
