@@ -19,6 +19,8 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+from training.core.jsonio import write_json
+
 from .pipeline import RELEASE_DIR, REPO, build
 
 # The released model's recipe: the best the project can honestly make from ../shared/data today (README Results).
@@ -137,7 +139,7 @@ def score_unseen(folder: Path, held_out: list[str], n_boot: int = 1000) -> dict:
     card["external"] = {"model_file": card["default_model"], "data": [_shown(spec) for spec in held_out],
                         **external}
     card["limitations"] = limitations(card["training_data"], card["demo"], card["external"])
-    (folder / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_json(folder / "model.json", card)  # NaN (an undefined AUC) as null, as every model.json
     return card
 
 
@@ -186,7 +188,7 @@ def release(data: list[str], out: Path = RELEASE_DIR, work: Path = REPO / "work"
     write_test_split(folders["prepared"], staging / "test_split.csv", SHARED_DATA)
     if held_out:
         card = score_unseen(staging, held_out)
-    (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+    write_json(staging / "provenance.json", prov)
     (staging / "RELEASE.md").write_text(_release_notes(card, prov))
     if out.exists():
         shutil.rmtree(out)
@@ -207,7 +209,7 @@ def rescore(out: Path, held_out: list[str], command: list[str]) -> dict:
     prov.update(held_out=held_out, data_manifest_sha256=scoring["data_manifest_sha256"],
                 external=f"`{scoring['command']}` at commit {scoring['commit']}"
                          f"{' (with uncommitted changes)' if scoring['uncommitted_changes'] else ''}")
-    (out / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n")
+    write_json(out / "provenance.json", prov)
     (out / "RELEASE.md").write_text(_release_notes(card, prov))
     return card
 
