@@ -28,7 +28,8 @@ app: setup
 demo: setup
 	$(CXR) build --demo
 
-# Retrain the released model from ../shared/data with pinned seeds and rewrite models/ (about 15 minutes on 2 cores).
+# Retrain the released model from ../shared/data with pinned seeds, score it on the held-out Hannover films, and
+# rewrite models/ (10-20 minutes on 2 cores).
 release: setup
 	$(CXR) release
 
