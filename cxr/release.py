@@ -113,11 +113,8 @@ def held_out_rows(specs: list[str]) -> list[dict]:
         if reading.skipped:
             print(f"held-out {spec}: {len(reading.skipped)} files skipped (first: {reading.skipped[0].file}: "
                   f"{reading.skipped[0].reason})", file=sys.stderr)
-        for r in reading.records:
-            path = Path(r.file)
-            shown = path.relative_to(SHARED_DATA) if path.is_relative_to(SHARED_DATA) else path
-            rows.append({"file": shown.as_posix(), "path": path, "label": r.label, "patient_id": r.patient_id,
-                         "source": r.source})
+        rows += [{"file": _shown(r.file), "path": Path(r.file), "label": r.label, "patient_id": r.patient_id,
+                  "source": r.source} for r in reading.records]
     return rows
 
 
@@ -143,9 +140,10 @@ def score_unseen(folder: Path, held_out: list[str], n_boot: int = 1000) -> dict:
     return card
 
 
-def _shown(spec: str) -> str:
-    path = Path(spec)
-    return path.relative_to(SHARED_DATA).as_posix() if path.is_relative_to(SHARED_DATA) else spec
+def _shown(path) -> str:
+    """A path as model.json and RELEASE.md name it: relative to the shared data folder when it lies there."""
+    path = Path(path)
+    return path.relative_to(SHARED_DATA).as_posix() if path.is_relative_to(SHARED_DATA) else str(path)
 
 
 def reexport(work: Path, name: str) -> dict:

@@ -1,10 +1,10 @@
 """`cxr predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
 
 Prints one JSON line per image: probabilities, predicted class, OOD flag and timings; `--heatmap-dir` also writes
-an overlay PNG of the model's top class's heatmap. An image unlike the training X-rays (OOD: not a chest X-ray, or one from a very different source)
-gets `"class": null` and `"class_withheld"` saying why: the probabilities are still there, but no diagnosis is
-given for it. A file that cannot be read gives one JSON line with its error, and the run goes on; the exit
-status is 1 if any file failed.
+an overlay PNG of the model's top class's heatmap. An image unlike the training X-rays (OOD: not a chest X-ray,
+or one from a very different source) gets `"class": null` and `"class_withheld"` saying why: the probabilities are
+still there, but no diagnosis is given for it. A file that cannot be read gives one JSON line with its error, and
+the run goes on; the exit status is 1 if any file failed.
 
 `Predictor` is the one predictor: this command and the REST API use it, on the same ONNX file and outputs.
 """

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from tests.corpus import BAD_INPUTS, write_bad_corpus
-
 from tests.pwa.test_clinical import WITHHELD
 
 pytestmark = pytest.mark.browser

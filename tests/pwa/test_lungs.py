@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SHARED_CXR
-from tests.pwa.test_parity import parity_files  # noqa: F401 (a fixture)
+from tests.pwa.test_parity import _check_lungs, parity_files  # noqa: F401 (parity_files: a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -72,10 +72,7 @@ def test_lung_outputs_match_python_and_the_share_is_shown(browser, tiny_export_l
         rows = app.classify(xrays)
         expected = {r["file"]: r for r in predict_files([str(f) for f in xrays], export / "model.onnx")}
         for path, row in zip(xrays, rows):
-            python = expected[str(path)]
-            assert (row["lungFallback"] == "true") == python["lung_fallback"], path.name
-            assert float(row["lungEvidence"]) == pytest.approx(python["lung_evidence"], abs=1e-4)
-            assert np.allclose(json.loads(row["cropBox"]), python["crop_box"], atol=1e-3)
+            _check_lungs(row, expected[str(path)], True, path.name)
         _reveal(app, rows[0])
         evidence = app.page.locator("#evidence")
         evidence.wait_for(state="visible")

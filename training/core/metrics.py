@@ -132,12 +132,10 @@ def pairwise_auc(y, probs, a: int, b: int, patients, n_boot: int = 1000, seed: i
     y, probs, patients = np.asarray(y), np.asarray(probs), np.asarray(patients)
     inside = (y == a) | (y == b)
     y, patients = y[inside] == a, patients[inside]
-    score = _pair_score(probs[inside], a, b)
     if y.all() or not y.any():
         return None
-    samples = [auc_or_nan(y[chosen], score[chosen]) for chosen in patient_resamples(patients, n_boot, seed)]
-    return {"auc": auc_or_nan(y, score), "ci95": percentile_interval(samples),
-            "n": {CLASSES[a]: int(y.sum()), CLASSES[b]: int((~y).sum())}}
+    result = auc_with_ci(y, _pair_score(probs[inside], a, b), patients, n_boot, seed)
+    return {**result, "n": {CLASSES[a]: int(y.sum()), CLASSES[b]: int((~y).sum())}}
 
 
 def _source_label_pairs(y: np.ndarray, sources: np.ndarray, num_classes: int):

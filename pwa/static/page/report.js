@@ -30,7 +30,8 @@ export function reportLines(result, card, view, now = new Date()) {
     ["Probabilities", shown ? card.classes.map((c, i) => `${c} ${percent(p[i])}`).join(", ") +
       (v.withheld ? " (shown on request: the model's output for an image it was not made for)" : "") : "withheld"],
     ["Chest X-ray check", result.ood
-      ? `unlike the chest X-rays the model was trained on, or not one (score ${fixed(result.oodScore, 1)}, above the threshold ${threshold})`
+      ? `unlike the chest X-rays the model was trained on, or not one (score ${fixed(result.oodScore, 1)}, above ` +
+        `the threshold ${threshold})`
       : `like the chest X-rays the model was trained on (score ${fixed(result.oodScore, 1)}, threshold ${threshold})`],
     ["Heatmap", view.heat ? `Grad-CAM of ${view.heat.className}, ${view.heat.scale}; not a lesion outline` : "withheld"],
     ...lungLines(result),

@@ -58,7 +58,10 @@ export function bandSentence(v, card) {
 /** The live region's words for a shown result: the prediction and its band, or why there is none. */
 export function announcement(result, v, classes) {
   if (result.error) return `${result.name} could not be read: ${result.error}`;
-  if (v.withheld) return `${result.name}: unlike the chest X-rays the model was trained on (or not a chest X-ray), so no prediction is given.`;
+  if (v.withheld) {
+    return `${result.name}: unlike the chest X-rays the model was trained on (or not a chest X-ray), so no ` +
+      "prediction is given.";
+  }
   const p = result.probabilities;
   if (v.band === "uncertain") {
     return `${result.name}: uncertain, ${v.leading.map((i) => `${classes[i]} ${percent(p[i])}`).join(" or ")}.`;
