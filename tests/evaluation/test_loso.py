@@ -6,9 +6,26 @@ from training.evaluation.loso import FOLDS, VARIANTS, runs_of
 
 
 def test_runs_of_each_variant():
-    assert runs_of(VARIANTS["baseline"]) == {"internal": "hannover", "hannover": "hannover",
-                                             "ieee8023-pneumonia": "hannover,ieee8023:Pneumonia"}
-    assert runs_of(VARIANTS["hannover"]) == {"internal": "", **{name: f.holdout for name, f in FOLDS.items()}}
+    old = {"ieee8023", "nih", "hannover"}
+    assert runs_of(VARIANTS["baseline"], old) == {"internal": "hannover", "hannover": "hannover",
+                                                  "ieee8023-pneumonia": "hannover,ieee8023:Pneumonia"}
+    assert runs_of(VARIANTS["hannover"], old) == {"internal": "", "hannover": "hannover",
+                                                  "ieee8023-covid": "ieee8023:COVID-19",
+                                                  "ieee8023-pneumonia": "ieee8023:Pneumonia"}
+
+
+def test_runs_of_with_the_new_normals():
+    every = {"ieee8023", "nih", "hannover", "montgomery", "shenzhen"}
+    # The old default never sees the new hospitals: its one main run scores all three unseen folds.
+    assert runs_of(VARIANTS["baseline"], every) == {
+        "internal": "hannover,montgomery,shenzhen", "hannover": "hannover,montgomery,shenzhen",
+        "ieee8023-pneumonia": "hannover,montgomery,shenzhen,ieee8023:Pneumonia",
+        "montgomery": "hannover,montgomery,shenzhen", "shenzhen": "hannover,montgomery,shenzhen"}
+    # Trained on both new normals: each is held out in a run of its own, Hannover stays unseen.
+    assert runs_of(VARIANTS["normals-balance"], every) == {
+        "internal": "hannover", "hannover": "hannover", "ieee8023-pneumonia": "hannover,ieee8023:Pneumonia",
+        "montgomery": "hannover,montgomery", "shenzhen": "hannover,shenzhen"}
+    assert VARIANTS["normals-balance"].options == {"balance_sources": True}
 
 
 def test_loso_trains_without_each_source_and_scores_it(tiny_sources_prepared, tmp_path):
@@ -17,8 +34,9 @@ def test_loso_trains_without_each_source_and_scores_it(tiny_sources_prepared, tm
     args = ["loso", "--data", f"manifest:{manifest}", "--out", str(out), "--variants", "baseline", "hannover",
             "--arch", "resnet18", "--weights", "none", "--epochs", "1", "--size", "64", "--bootstrap", "20"]
     assert main(args) == 0
-    table = (out / "loso-table.md").read_text()
-    assert table.count("\n| baseline |") == 1 and table.count("\n| hannover |") == 1
+    runs, over_seeds = (out / "loso-table.md").read_text().split("Over seeds")
+    assert runs.count("\n| baseline | 0 |") == 1 and runs.count("\n| hannover | 0 |") == 1
+    assert over_seeds.count("\n| baseline | 1 |") == 1
     hannover = json.loads((out / "hannover" / "results.json").read_text())
     fold = hannover["runs"]["hannover"]
     _, rows = load_prepared(out / "prepared")

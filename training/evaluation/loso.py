@@ -5,7 +5,14 @@ patients' images leave training and validation), then scored on it:
 
 - hannover: Hannover's COVID-19 films (a hospital source), with COVID-19 from ieee8023 in training;
 - ieee8023-covid: ieee8023's COVID-19 images, with Hannover's COVID-19 in training (needs Hannover);
-- ieee8023-pneumonia: ieee8023's Pneumonia images, with NIH's Pneumonia in training.
+- ieee8023-pneumonia: ieee8023's Pneumonia images, with NIH's Pneumonia in training;
+- montgomery, shenzhen: the Normal films of two hospitals that are not NIH (../shared/data/montgomery-shenzhen),
+  each held out while the other can be in training.
+
+Sources that a variant does not train on (Hannover, Montgomery, Shenzhen unless it names them) are held out of all
+its runs, so their folds are scored by the variant's main run. For every fold the share of held-out films sent to
+Pneumonia is reported: Pneumonia is the class with the most varied training sources, and films unlike any of them
+fall into it (the "Pneumonia sink", docs/shortcuts.md).
 
 Per fold: the sensitivity for the held-out class, the AUC of that class's probability between the held-out images
 and the other sources' test images of the other classes, the within-source AUC against the same source's test
@@ -14,7 +21,8 @@ shows). Every interval is a 95% bootstrap over patients. Each variant also gets 
 ../cxr (the same images for every variant), its within-class source probe and its sensitivity to noise and
 re-encoding. Runs already scored are not run again, so an interrupted protocol continues where it stopped.
 
-  cxr loso --data ../shared/data/cxr --data ../shared/data/hannover --out work/loso --variants baseline hannover
+  cxr loso --data ../shared/data/cxr --data ../shared/data/hannover --data ../shared/data/montgomery-shenzhen \
+           --out work/loso --variants baseline normals-balance --seeds 0 1
 """
 
 from __future__ import annotations
@@ -57,28 +65,46 @@ FOLDS = {
     "hannover": Fold("hannover", "COVID-19"),
     "ieee8023-covid": Fold("ieee8023:COVID-19", "COVID-19", needs="hannover"),
     "ieee8023-pneumonia": Fold("ieee8023:Pneumonia", "Pneumonia"),
+    "montgomery": Fold("montgomery", "Normal"),
+    "shenzhen": Fold("shenzhen", "Normal"),
 }
+UNSEEN_FOLDS = ("hannover", "montgomery", "shenzhen")  # hospitals never in the old default's training
+
+# Sources a variant may add to ../cxr's; each is held out of every run of a variant that does not name it.
+OPTIONAL_SOURCES = ("hannover", "montgomery", "shenzhen")
+NORMALS = ("montgomery", "shenzhen")
 
 
 @dataclass(frozen=True)
 class Variant:
     options: dict = field(default_factory=dict)  # TrainConfig fields
-    hannover: bool = True  # Hannover's films in training (else it is held out of every run)
+    sources: tuple = ()  # OPTIONAL_SOURCES in training (the others are held out of every run)
     lung_crop: bool = False  # prepared with the lung crop (needs --lungs: a `cxr lungs-train` segmenter)
 
 
 REMEDIES = {"balance_sources": True, "select": "within_source", "adversary": 0.3}
+BALANCED = {"balance_sources": True}
 VARIANTS = {
-    "baseline": Variant(hannover=False),
-    "no-harmonize": Variant({"harmonize": False}, hannover=False),  # what harmonisation does to re-encoding
-    "hannover": Variant(),
-    "balance": Variant({"balance_sources": True}),
-    "select": Variant({"select": "within_source"}),
-    "adversary": Variant({"adversary": 0.3}),
-    "all": Variant(REMEDIES),
-    "lite1": Variant({**REMEDIES, "arch": "efficientnet_lite1"}),
-    "lite2": Variant({**REMEDIES, "arch": "efficientnet_lite2"}),
-    "lungcrop": Variant(REMEDIES, lung_crop=True),
+    # The first table (docs/shortcuts.md, "leave-one-source-out"): ../cxr with or without Hannover's COVID-19.
+    "baseline": Variant(),
+    "no-harmonize": Variant({"harmonize": False}),  # what harmonisation does to re-encoding
+    "hannover": Variant(sources=("hannover",)),
+    "balance": Variant(BALANCED, sources=("hannover",)),
+    "select": Variant({"select": "within_source"}, sources=("hannover",)),
+    "adversary": Variant({"adversary": 0.3}, sources=("hannover",)),
+    "all": Variant(REMEDIES, sources=("hannover",)),
+    "lite1": Variant({**REMEDIES, "arch": "efficientnet_lite1"}, sources=("hannover",)),
+    "lite2": Variant({**REMEDIES, "arch": "efficientnet_lite2"}, sources=("hannover",)),
+    "lungcrop": Variant(REMEDIES, sources=("hannover",), lung_crop=True),
+    # Against the Pneumonia sink (issue: Normal from three hospitals): Hannover stays unseen in all of them.
+    "cxr-balance": Variant(BALANCED),  # loss weights alone, no new data
+    "normals": Variant(sources=NORMALS),  # the new normals, naively
+    "normals-balance": Variant(BALANCED, sources=NORMALS),  # ... with source balancing inside Normal
+    "normals-style": Variant({**BALANCED, "style": True}, sources=NORMALS),
+    "normals-adversary": Variant({**BALANCED, "adversary": 0.3}, sources=NORMALS),
+    "normals-mixstyle": Variant({**BALANCED, "mixstyle": 0.5}, sources=NORMALS),
+    "style": Variant({"style": True}),  # processing style without the new data
+    "normals-combined": Variant({**BALANCED, "style": True, "mixstyle": 0.5}, sources=NORMALS),
 }
 
 
@@ -86,15 +112,18 @@ def _join(*groups: str) -> str:
     return ",".join(g for g in groups if g)
 
 
-def runs_of(variant: Variant) -> dict[str, str]:
-    """{"internal" or fold name: the holdout of the training run that scores it}; folds that cannot be run for this
-    variant (no COVID-19 source left in training) are absent."""
-    base = "" if variant.hannover else "hannover"
+def runs_of(variant: Variant, available: set[str]) -> dict[str, str]:
+    """{"internal" or fold name: the holdout of the training run that scores it}. `available`: the sources of the
+    prepared data. Folds without their source, or that cannot mean anything for this variant (no COVID-19 source
+    left in training), are absent."""
+    base_groups = [s for s in OPTIONAL_SOURCES if s in available and s not in variant.sources]
+    base = _join(*base_groups)
     runs = {"internal": base}
     for name, fold in FOLDS.items():
-        if fold.needs == "hannover" and not variant.hannover:
+        source = parse_holdout(fold.holdout)[0][0]
+        if source not in available or (fold.needs and fold.needs not in variant.sources):
             continue
-        runs[name] = _join(base, fold.holdout) if fold.holdout != base else base
+        runs[name] = base if source in base_groups else _join(base, fold.holdout)
     return runs
 
 
@@ -171,17 +200,24 @@ def test_rows(rows: list[dict], source: str) -> list[int]:
     return [i for i, r in enumerate(rows) if r["split"] == "test" and r["source"] == source]
 
 
+def run_name(variant: str, seed: int) -> str:
+    """The folder of one variant's runs with one seed (seed 0 keeps the first table's folder names)."""
+    return variant if seed == 0 else f"{variant}-seed{seed}"
+
+
 def run_variant(name: str, prepared: Path, out: Path, epochs: int, seed: int, n_boot: int,
                 arch: str = "efficientnet_lite0", weights: str = "imagenet", lung_masks: Path | None = None) -> dict:
-    """Train (resumably) and score every run of one variant; cached in OUT/<variant>/results.json."""
+    """Train (resumably) and score every run of one variant; cached in OUT/<variant>[-seedN]/results.json."""
     variant = VARIANTS[name]
-    results_path = out / name / "results.json"
+    results_path = out / run_name(name, seed) / "results.json"
     if results_path.exists():
         return json.loads(results_path.read_text())
-    results = {"variant": name, "options": variant.options, "hannover_in_training": variant.hannover, "runs": {}}
+    results = {"variant": name, "seed": seed, "options": variant.options, "sources_in_training": list(variant.sources),
+               "runs": {}}
     trained = {}
-    for what, holdout in runs_of(variant).items():
-        folder = out / name / (holdout.replace(":", "-").replace(",", "+") or "all-sources")
+    available = {r["source"] for r in load_prepared(prepared)[1]}
+    for what, holdout in runs_of(variant, available).items():
+        folder = out / run_name(name, seed) / (holdout.replace(":", "-").replace(",", "+") or "all-sources")
         if holdout not in trained:
             config = TrainConfig(data=str(prepared), out=str(folder), **{"arch": arch, "weights": weights,
                                  "epochs": epochs, "seed": seed, "holdout": holdout, **variant.options})
@@ -223,39 +259,85 @@ def _cell(value, ci=None) -> str:
     return fmt(value, ci, digits=2, ci_digits=2)
 
 
+FOLD_TITLES = {"hannover": "Hannover COVID-19", "ieee8023-covid": "ieee8023 COVID-19",
+               "ieee8023-pneumonia": "ieee8023 Pneumonia", "montgomery": "Montgomery Normal",
+               "shenzhen": "Shenzhen Normal"}
+
+
+def sink_share(results: dict) -> float | None:
+    """The mean share of the unseen hospitals' films (UNSEEN_FOLDS present) sent to Pneumonia: the sink."""
+    shares = [results["runs"][f]["sent_to"]["Pneumonia"] for f in UNSEEN_FOLDS if f in results["runs"]]
+    return float(np.mean(shares)) if shares else None
+
+
 def loso_table(rows: dict[str, dict]) -> str:
-    head = ["variant", "internal macro AUC (cxr test)", "Hannover: sensitivity", "Hannover: AUC vs others",
-            "Hannover sent to N / P", "ieee8023 COVID-19: sensitivity", "AUC vs others", "vs ieee8023 Pneumonia",
-            "ieee8023 Pneumonia: sensitivity", "AUC vs others", "vs ieee8023 COVID-19",
-            "probe within COVID-19 / Pneumonia (bal. acc.)", "+-2 grey levels / JPEG 75 top-1 changed",
-            "JPEG 75 mean change", "evidence inside true lungs", "training min (all runs)"]
+    """One row per variant and seed: the internal split, each fold's sensitivity, AUC against the other sources and
+    the share sent to Pneumonia (and the within-source AUC of the ieee8023 folds), then robustness and cost."""
+    folds = [f for f in FOLDS if any(f in r["runs"] for r in rows.values())]
+    head = ["variant", "seed", "internal macro AUC (cxr test)"]
+    for fold in folds:
+        title = FOLD_TITLES[fold]
+        head += [f"{title}: sensitivity", "AUC vs others", "sent to Pneumonia"]
+        if fold.startswith("ieee8023"):
+            head.append("within ieee8023")
+    head += ["unseen hospitals sent to Pneumonia (mean)", "probe within COVID-19 / Pneumonia (bal. acc.)",
+             "+-2 grey levels / JPEG 75 top-1 changed", "evidence inside true lungs", "training min (all runs)"]
     lines = []
-    for name, r in rows.items():
+    for r in rows.values():
         runs = r["runs"]
         internal = runs["internal"]["all"]
-        cells = [name, _cell(internal["macro_auc"], internal["ci95"]["macro_auc"])]
-        for fold in FOLDS:
+        cells = [r["variant"], str(r.get("seed", 0)), _cell(internal["macro_auc"], internal["ci95"]["macro_auc"])]
+        for fold in folds:
             f = runs.get(fold)
+            width = 4 if fold.startswith("ieee8023") else 3
             if f is None:
-                cells += ["n/a"] * 3
+                cells += ["n/a"] * width
                 continue
             auc = f["auc_vs_other_sources"]
-            cells += [_cell(f["sensitivity"]["value"], f["sensitivity"]["ci95"]), _cell(auc["auc"], auc["ci95"])]
-            if fold == "hannover":
-                cells.append(f"{f['sent_to']['Normal']:.2f} / {f['sent_to']['Pneumonia']:.2f}")
-            else:
+            cells += [_cell(f["sensitivity"]["value"], f["sensitivity"]["ci95"]), _cell(auc["auc"], auc["ci95"]),
+                      f"{f['sent_to']['Pneumonia']:.2f}"]
+            if width == 4:
                 w = f.get("within_source")
                 cells.append(_cell(w["auc"], w["ci95"]) if w else "n/a")
+        sink = sink_share(r)
+        cells.append("n/a" if sink is None else f"{sink:.2f}")
         probe = runs["internal"]["source_probe"]["within_label"]
         cells.append(" / ".join(f"{probe[c]['balanced_accuracy']:.2f}" if c in probe else "n/a"
                                 for c in ("COVID-19", "Pneumonia")))
         re = runs["internal"]["reencoding"]["jpeg75"]
         cells.append(f"{100 * runs['internal']['noise_sensitivity']:.0f}% / {100 * re['top1_changed']:.0f}%")
-        cells.append(f"{re['mean_abs_change']:.3f}")
         evidence = runs["internal"].get("evidence_true_masks")
         cells.append(f"{evidence['mean']:.2f} ({evidence['images']})" if evidence else "n/a")
         seconds = {v["holdout"]: v["training"]["wall_seconds"] for v in runs.values()}
         cells.append(f"{sum(seconds.values()) / 60:.0f}")
+        lines.append(cells)
+    return table(head, lines) + "\n"
+
+
+def seed_summary(rows: dict[str, dict]) -> str:
+    """Mean and spread (min-max) over seeds of each variant's headline numbers: the run-to-run noise."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in rows.values():
+        by_variant.setdefault(r["variant"], []).append(r)
+    folds = [f for f in UNSEEN_FOLDS if any(f in r["runs"] for r in rows.values())]
+    head = ["variant", "seeds", "internal macro AUC", *(f"{FOLD_TITLES[f]}: sensitivity" for f in folds),
+            *(f"{FOLD_TITLES[f]}: AUC" for f in folds), "sent to Pneumonia (mean over unseen hospitals)"]
+
+    def spread(values: list[float]) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "n/a"
+        if len(values) == 1:
+            return f"{values[0]:.2f}"
+        return f"{np.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    lines = []
+    for name, results in by_variant.items():
+        cells = [name, str(len(results)), spread([r["runs"]["internal"]["all"]["macro_auc"] for r in results])]
+        cells += [spread([r["runs"][f]["sensitivity"]["value"] for r in results if f in r["runs"]]) for f in folds]
+        cells += [spread([r["runs"][f]["auc_vs_other_sources"]["auc"] for r in results if f in r["runs"]])
+                  for f in folds]
+        cells.append(spread([sink_share(r) for r in results]))
         lines.append(cells)
     return table(head, lines) + "\n"
 
@@ -267,7 +349,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--epochs", type=int, default=8,
                         help="the same budget for every run (8: the table of docs/shortcuts.md)")
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds: every variant is run once per seed (the split stays that of the first)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     parser.add_argument("--arch", default="efficientnet_lite0", help="backbone, unless a variant sets its own")
     parser.add_argument("--weights", default="imagenet", help="initial weights (as `cxr train --weights`)")
@@ -284,20 +367,23 @@ def _prepared(args, lung_crop: bool) -> Path:
     if lung_crop and not args.lungs:
         raise SystemExit("loso: the lungcrop variant needs --lungs (a segmenter from `cxr lungs-train`)")
     if not (prepared / "prepared.json").exists():
-        prepare(args.data, prepared, cache_dir=args.out / "cache", seed=args.seed, size=args.size,
+        prepare(args.data, prepared, cache_dir=args.out / "cache", seed=args.seeds[0], size=args.size,
                 lung_crop=str(args.lungs) if lung_crop else "")
     return prepared
 
 
 def run(args) -> int:
     rows = {}
-    for name in args.variants:
-        prepared = _prepared(args, VARIANTS[name].lung_crop)
-        if VARIANTS[name].hannover and "hannover" not in {r["source"] for r in load_prepared(prepared)[1]}:
-            raise SystemExit(f"loso: variant {name} needs the Hannover films: add --data ../shared/data/hannover")
-        rows[name] = run_variant(name, prepared, args.out, args.epochs, args.seed, args.bootstrap, args.arch,
-                                 args.weights, args.lung_masks)
-    text = loso_table(rows)
+    for seed in args.seeds:
+        for name in args.variants:
+            prepared = _prepared(args, VARIANTS[name].lung_crop)
+            missing = set(VARIANTS[name].sources) - {r["source"] for r in load_prepared(prepared)[1]}
+            if missing:
+                raise SystemExit(f"loso: variant {name} trains on {', '.join(sorted(missing))}, which no --data "
+                                 f"holds (../shared/data/hannover, ../shared/data/montgomery-shenzhen)")
+            rows[run_name(name, seed)] = run_variant(name, prepared, args.out, args.epochs, seed, args.bootstrap,
+                                                     args.arch, args.weights, args.lung_masks)
+    text = loso_table(rows) + "\nOver seeds (mean, min-max):\n\n" + seed_summary(rows)
     (args.out / "loso-table.md").write_text(text)
     print(text)
     print(f"wrote {args.out / 'loso-table.md'}")

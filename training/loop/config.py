@@ -26,6 +26,8 @@ class TrainConfig:
     augment: bool = True
     hflip: bool = False
     harmonize: bool = True  # resolution/compression/noise harmonisation (training/data/augment.py; docs/shortcuts.md)
+    style: bool = False  # processing-style randomisation: edges, local contrast, burned-in text, field (augment.py)
+    mixstyle: float = 0.0  # probability of mixing feature statistics between films (training/loop/mixstyle.py); 0: off
     balance_sources: bool = False  # equal weight to every source within a class (training/data/dataset.py)
     holdout: str = ""  # source groups left out of training and validation: "hannover", "ieee8023:COVID-19", ...
     select: str = "pooled"  # model selection and early stopping: pooled | within_source validation AUC
@@ -45,7 +47,7 @@ class TrainConfig:
 RUNTIME_FIELDS = ("out", "threads", "device", "dist_timeout")
 
 # Options with their own flag spelling or help; every other field becomes --field-name with its default.
-_SPECIAL = ("data", "out", "arch", "weights", "augment", "hflip", "harmonize", "balance_sources", "device", "amp",
+_SPECIAL = ("data", "out", "arch", "weights", "augment", "hflip", "harmonize", "style", "balance_sources", "device", "amp",
             "dist_timeout", "holdout", "select")
 SELECTIONS = ("pooled", "within_source")
 _HELP = {
@@ -62,6 +64,8 @@ _HELP = {
     "threads": "torch CPU threads (0: torch's default)",
     "ood_dims": "principal directions kept by the OOD score",
     "ood_percentile": "OOD threshold: this percentile of validation scores",
+    "mixstyle": "MixStyle: probability, per batch, of mixing the early layers' feature statistics between films "
+                "(domain generalisation across hospitals; training/loop/mixstyle.py; 0: off)",
     "adversary": "weight of the class-conditional source adversary through gradient reversal (0: off; "
                  "training/loop/adversary.py)",
 }
@@ -82,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-harmonize", dest="harmonize", action="store_false",
                         help="leave out the down-up sampling, blur, noise and JPEG re-compression augmentation "
                              "(on by default: docs/shortcuts.md)")
+    parser.add_argument("--style", action="store_true",
+                        help="randomise the processing style: edge enhancement, local contrast, burned-in text and "
+                             "markers, wider or tighter fields (training/data/augment.py; docs/shortcuts.md)")
     parser.add_argument("--holdout", default="", metavar="SOURCE[:LABEL],...",
                         help="leave these source groups (all their patients) out of training and validation, e.g. "
                              "hannover or ieee8023:COVID-19: the leave-one-source-out protocol (cxr loso)")

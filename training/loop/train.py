@@ -49,6 +49,7 @@ from .config import RUNTIME_FIELDS, SELECTIONS, TrainConfig
 from .faults import crash_for_tests
 from .finalize import finalize
 from .logger import Logger
+from .mixstyle import attach as attach_mixstyle
 
 
 @dataclass
@@ -125,6 +126,8 @@ class Run:
         if ctx.distributed:  # batch statistics over the global batch, as one process computes them
             model = distributed.convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last)
+        if cfg.mixstyle > 0:  # training-time hooks only: the checkpoint's weights and the export are unchanged
+            attach_mixstyle(self.model.features, cfg.mixstyle)
         self.adversary = None
         if cfg.adversary > 0:
             if ctx.distributed:
@@ -145,7 +148,7 @@ class Run:
             self._restore(resumed)
         self.net = distributed.wrap(self.model, ctx)  # DistributedDataParallel under torchrun, else the model
 
-        self.aug_config = augment.AugmentConfig(hflip=cfg.hflip, harmonize=cfg.harmonize)
+        self.aug_config = augment.AugmentConfig(hflip=cfg.hflip, harmonize=cfg.harmonize, style=cfg.style)
         self.weights = sample_weights(self.train_split.labels, [r["source"] for r in self.train_split.rows],
                                       cfg.balance_sources)
         self.weights_on_device = self.weights.to(self.device, self.dtype)
@@ -194,7 +197,7 @@ def train_one_epoch(run: Run, epoch: int, last_path: Path, progress: bool) -> tu
         idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]  # the global batch
         local = distributed.shard(idx, ctx)  # this rank's slice of it (all of it in one process)
         images = run.train_batches(local)
-        x = augment.apply(images, params[local].to(run.device)) if cfg.augment else images.float()
+        x = augment.apply(images, params[local].to(run.device), run.aug_config) if cfg.augment else images.float()
         x = run.normalize(x.to(run.dtype)).contiguous(memory_format=torch.channels_last)
         labels = run.train_split.labels[local].to(run.device, non_blocking=True)
         # Divide by the global batch's weight on every rank; DDP averages gradients over ranks, so the world_size
