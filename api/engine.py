@@ -1,4 +1,4 @@
-"""Inference for the API: one shared `export.predict.Predictor` (one onnxruntime session, safe to run from several
+"""Inference for the API: one shared `runtime.predictor.Predictor` (one onnxruntime session, safe to run from several
 threads) and a thread pool, so that decoding and inference never block the event loop.
 
 The file's bytes are sniffed first (415 for what is not a PNG, JPEG or DICOM at all), then decoded and predicted by
@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from export.predict import Predictor, heatmap
-from training.core.decode import DecodeError, sniff
+from runtime.predictor import Predictor, heatmap
+from core.decode import DecodeError, sniff
 
 from .errors import ApiError
 from .limits import Ticket

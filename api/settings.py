@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.core.decode import MAX_PIXELS
+from core.decode import MAX_PIXELS
 
 TOKEN_ENV = "CXR_API_TOKEN"
 SETTINGS_ENV = "CXR_API_SETTINGS"  # how the parent hands the settings to uvicorn's worker processes

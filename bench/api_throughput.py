@@ -79,7 +79,7 @@ def main(argv=None):
     import httpx
 
     from api.settings import Settings
-    from export.predict import Predictor
+    from runtime.predictor import Predictor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=REPO / "work" / "model")

@@ -47,8 +47,8 @@ def test_image(folder: Path) -> Path:
 
 
 def native_ms(model: Path, image: Path, threads: int, runs: int = 20) -> float:
-    from training.core.decode import decode
-    from training.core.heatmap import overlay
+    from core.decode import decode
+    from core.heatmap import overlay
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1

@@ -33,7 +33,7 @@ def _worker(args) -> None:
     """One rank (started by torchrun): timed training steps; rank 0 writes the measurements to --result."""
     import torch
 
-    from training.core.preprocess import Normalize
+    from training.graph.preprocess import Normalize
     from training.data import augment
     from training.data.dataset import load_split, sample_weights
     from training.loop import distributed

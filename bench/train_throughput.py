@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from training.core.classes import CLASSES
-from training.core.preprocess import Normalize
+from core.classes import CLASSES
+from training.graph.preprocess import Normalize
 from training.data import augment
 from training.data.dataset import load_split
 from training.data.prepare import prepare

@@ -44,7 +44,7 @@ COMMANDS = {
                       "export a checkpoint to ONNX (fp32, int8 when it passes), verify it, write model.json"),
     "verify": Command("export.commands", "add_verify_arguments", "run_verify",
                       "re-verify an export folder against its checkpoint"),
-    "predict": Command("export.predict", "add_arguments", "run",
+    "predict": Command("runtime.predictor", "add_arguments", "run",
                        "classify PNG, JPEG or DICOM files with an exported model (onnxruntime, no torch)"),
     "pwa": Command("cxr.pipeline", "add_pwa_arguments", "run_pwa", "render the static site (dist/) from an export"),
     "serve": Command("cxr.pipeline", "add_serve_arguments", "run_serve",

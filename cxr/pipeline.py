@@ -15,21 +15,19 @@ import shutil
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from runtime.paths import RELEASE_DIR, REPO
 
-# The released model (models/<name>/, made by `cxr release`): what `cxr build` with no dataset builds the site from.
-RELEASE_DIR = REPO / "models" / "cxr-triage-lite0"
 # The phantom demo (`--demo`): small and fast on 2 CPU cores (a few minutes), clearly a demo (model.json demo: true).
 DEMO = {"phantoms": 600, "phantom_size": 256, "arch": "resnet18", "weights": "none", "epochs": 15, "lr": 1e-3}
 
 # The code each stage runs (folders or files below the repository): its hash is part of the stage's key.
 STAGE_CODE = {
-    "phantoms": ("training/core", "training/data"),
-    "prepare": ("training/core", "training/data"),
-    "train": ("training/core", "training/data", "training/model", "training/loop"),
-    "evaluate": ("training/core", "training/data", "training/model", "training/evaluation"),
-    "export": ("training/core", "training/data", "training/model", "export"),
-    "pwa": ("pwa", "training/core/decode.py"),  # app/contract.js is generated from the decoder
+    "phantoms": ("core", "training/data"),
+    "prepare": ("core", "training/graph", "training/data"),
+    "train": ("core", "training/graph", "training/data", "training/model", "training/loop"),
+    "evaluate": ("core", "training/graph", "training/data", "training/model", "training/evaluation"),
+    "export": ("core", "runtime", "training/graph", "training/data", "training/model", "export"),
+    "pwa": ("pwa", "core/decode.py", "core/heatmap.py"),  # app/contract.js is generated from the decoder
 }
 
 

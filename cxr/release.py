@@ -19,7 +19,7 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
-from training.core.jsonio import write_json
+from core.jsonio import write_json
 
 from .pipeline import RELEASE_DIR, REPO, build
 
@@ -41,7 +41,7 @@ def _git(*args: str) -> str:
 
 
 def provenance(data: list[str], command: list[str], held_out: list[str] = ()) -> dict:
-    from training.core.checksum import sha256_file
+    from core.checksum import sha256_file
     from training.data.readers import parse_spec
 
     commit = _git("rev-parse", "HEAD")
@@ -123,7 +123,7 @@ def score_unseen(folder: Path, held_out: list[str], n_boot: int = 1000) -> dict:
     trained or validated on; write model.json `external` and the limitations that follow. Returns the card."""
     from export.card import limitations
     from export.external import external_metrics, rows_of_test_split
-    from export.predict import Predictor
+    from runtime.predictor import Predictor
 
     card = json.loads((folder / "model.json").read_text())
     rows = held_out_rows(held_out)

@@ -7,12 +7,12 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from training.core.checksum import sha256_file
-from training.core.classes import CLASSES
-from training.core.decode import GRAY_WEIGHTS
-from training.core.lungs import LUNG_SIZE
-from training.core.jsonio import plain
-from training.core.metrics import within_source_aucs
+from core.checksum import sha256_file
+from core.classes import CLASSES
+from core.decode import GRAY_WEIGHTS
+from training.graph.lungs import LUNG_SIZE
+from core.jsonio import plain
+from core.metrics import within_source_aucs
 from training.model.checkpoint import Checkpoint
 
 from . import verify

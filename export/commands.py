@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from training.core.checksum import sha256_file
+from core.checksum import sha256_file
 
 from . import ood_probe, verify
 from .card import FP32, INT8

@@ -1,7 +1,7 @@
 """An exported model on sources it never saw: what a hospital outside the data would get from the file that ships.
 
 `cxr release` scores the released model on held-out datasets (by default ../shared/data/hannover, which no step of
-its training or validation read) through the one predictor (export.predict.Predictor), so the numbers are those of
+its training or validation read) through the one predictor (runtime.predictor.Predictor), so the numbers are those of
 the app, the CLI and the API. Per held-out source and class:
 
 - `shown`: the share of its images for which the app shows each class, or withholds the diagnosis (not a chest
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.core.classes import CLASSES
-from training.core.decode import DecodeError, decode
-from training.core.metrics import auc_with_ci, rate_with_ci
+from core.classes import CLASSES
+from core.decode import DecodeError, decode
+from core.metrics import auc_with_ci, rate_with_ci
 
 WITHHELD = "withheld"  # the app shows no class: the image is unlike the training X-rays (out of distribution)
 

@@ -10,7 +10,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.core.decode import decode
+from core.decode import decode
 
 # scikit-image's bundled sample images (no download needed).
 PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "moon", "horse", "motorcycle_left",

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from training.core.checksum import sha256_file
-from training.core.classes import CLASSES
-from training.core.decode import DecodeError, decode
-from training.core.jsonio import dumps, plain
-from training.core.metrics import evaluate_predictions
+from core.checksum import sha256_file
+from core.classes import CLASSES
+from core.decode import DecodeError, decode
+from core.jsonio import dumps, plain
+from core.metrics import evaluate_predictions
 from training.data.dataset import load_prepared
 
 from . import ood_probe, verify

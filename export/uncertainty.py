@@ -13,30 +13,17 @@ split; both go into model.json (`uncertainty`). It is one number: a result whose
   result is uncertain, and the card says so;
 - images the OOD check flags are left out of both splits: the app gives them no diagnosis and no band.
 
-`band()` is the one definition of a band; pwa/static/page/uncertainty.js mirrors it line for line (the browser and
-this predictor must agree, tests/pwa/test_clinical.py checks both on the same probabilities).
+Applying the rule to one result is inference-time code: `runtime.bands.band`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-KIND = "top_probability_below"
+from runtime.bands import BANDS, KIND, band
+
 TARGET_ACCURACY = 0.9
 MIN_SUPPORT = 10
-BANDS = ("confident", "uncertain")
-
-
-def band(probabilities, ood: bool, uncertainty: dict | None) -> str | None:
-    """"confident", "uncertain", or None: no band for an out-of-distribution image (no diagnosis at all) or for a
-    model.json without a rule (an older export). An unknown rule kind counts as uncertain: never claim a confidence
-    that cannot be checked."""
-    if ood or not uncertainty:
-        return None
-    rule = uncertainty.get("rule") or {}
-    if rule.get("kind") != KIND or rule.get("threshold") is None:
-        return "uncertain"
-    return "uncertain" if float(max(probabilities)) < rule["threshold"] else "confident"
 
 
 def choose_threshold(top: np.ndarray, correct: np.ndarray, target: float = TARGET_ACCURACY,
@@ -54,8 +41,7 @@ def choose_threshold(top: np.ndarray, correct: np.ndarray, target: float = TARGE
 def measure(bands: list, correct: np.ndarray, patients, n_boot: int, seed: int = 0) -> dict:
     """For each band: n, correct, accuracy and its 95 % interval (patient bootstrap, as every CI of the project);
     accuracy and interval are null for an empty band."""
-    # Here, not at the top: the predictor imports band() and must start without scikit-learn (metrics needs it).
-    from training.core.metrics import patient_resamples, percentile_interval
+    from core.metrics import patient_resamples, percentile_interval
 
     bands, correct, patients = np.asarray(bands, object), np.asarray(correct, bool), np.asarray(patients)
     out = {}

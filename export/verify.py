@@ -15,12 +15,14 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from training.core.markdown import table as markdown_table
-from training.core.metrics import macro_auc
+from core.markdown import table as markdown_table
+from core.metrics import macro_auc
 from training.data.phantoms import phantom
 from training.model.checkpoint import Checkpoint, load_checkpoint
-from training.core.lungs import evidence_in_lungs
+from training.graph.lungs import evidence_in_lungs
 from training.model.gradcam import gradcam
+
+from runtime.session import open_session
 
 from .wrapper import INPUT_NAME, OUTPUT_NAMES
 
@@ -67,9 +69,7 @@ def as_dicts(checks: list[Check]) -> list[dict]:
 
 
 def session(path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path)
 
 
 def run(sess: ort.InferenceSession, batch: np.ndarray) -> dict:
@@ -100,7 +100,7 @@ def _reference_no_grad(classifier, checkpoint: Checkpoint, x):
 
 def reference(classifier, checkpoint: Checkpoint, batch: np.ndarray, lungs=None) -> dict:
     """What the exported model must output, computed in PyTorch from the checkpoint alone (and, for the lung
-    outputs, the segmenter `lungs`: a training.core.lungs.LungCrop)."""
+    outputs, the segmenter `lungs`: a training.graph.lungs.LungCrop)."""
     x = torch.as_tensor(batch, dtype=torch.float32)
     inputs, probabilities, ood = _reference_no_grad(classifier, checkpoint, x)
     cam = gradcam(classifier, inputs)

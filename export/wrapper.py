@@ -2,7 +2,7 @@
 with a lung segmenter, the lung mask, the box the classifier saw, the fallback flag and the evidence in the lungs.
 
 Input `image`: float32 [N, 1, H, W], values 0..255, N, H and W dynamic. Everything else happens in the graph:
-preprocessing (training/core/preprocess.py; with the lung crop, training/core/lungs.py first), the classifier,
+preprocessing (training/graph/preprocess.py; with the lung crop, training/graph/lungs.py first), the classifier,
 softmax(logits / T), the closed-form Grad-CAM of every class at the last conv layer, and the Mahalanobis OOD score
 of the pooled features.
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.core.lungs import LungCrop, evidence_in_lungs, load_segmenter
-from training.core.preprocess import Preprocess
+from training.graph.lungs import LungCrop, evidence_in_lungs, load_segmenter
+from training.graph.preprocess import Preprocess
 from training.model.checkpoint import Checkpoint, load_checkpoint
 from training.model.gradcam import cam_from_weights
 from training.model.ood import MahalanobisScore

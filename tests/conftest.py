@@ -76,7 +76,7 @@ def with_int8(export_dir: Path, prepared: Path, folder: Path) -> Path:
 
     from export.onnx_export import RECIPES, quantize_int8
     from export.package import decoded_split
-    from training.core.checksum import sha256_file
+    from core.checksum import sha256_file
 
     card = json.loads((export_dir / "model.json").read_text())
     if "model.int8.onnx" in card["files"]:

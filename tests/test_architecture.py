@@ -8,25 +8,27 @@ import pytest
 
 from tests.conftest import REPO
 
-PACKAGES = ("training", "export", "pwa", "api", "cxr")
+PACKAGES = ("core", "runtime", "training", "export", "pwa", "api", "cxr")
 
 # Lower layers first. A module may import its own group and any group of a lower layer; groups of one layer do not
 # import each other.
 LAYERS = {
-    "training.core": 0,
-    "training.data": 1,
-    "training.model": 1,
-    "training.loop": 2,
-    "training.evaluation": 3,
-    "export": 4,
-    "pwa": 5,
-    "api": 5.5,  # the REST API may serve the PWA (pwa.headers), so it sits just above it
-    "cxr": 6,
+    "core": 0,  # torch-free base: classes, decoding, heatmap maths, metrics, JSON
+    "runtime": 1,  # onnxruntime inference: the predictor, bands (no torch)
+    "training.graph": 1,  # torch modules that go into the ONNX graph (preprocessing, lungs)
+    "training.data": 2,
+    "training.model": 2,
+    "training.loop": 3,
+    "training.evaluation": 4,
+    "export": 5,
+    "pwa": 6,
+    "api": 6.5,  # the REST API may serve the PWA (pwa.headers), so it sits just above it
+    "cxr": 7,
 }
-# Beyond the order: the deployable stages use no training loop and no evaluation; the API not even the model code
-# (torch): it runs on onnxruntime alone, through export.predict.
-DEPLOYABLE = ("training.loop", "training.evaluation")
-FORBIDDEN = {"export": DEPLOYABLE, "pwa": DEPLOYABLE, "api": (*DEPLOYABLE, "training.model")}
+# What a deployable package may import of the project at all: the torch-free base and the runtime (and, for the
+# API, the PWA's headers). By construction, then, they never load torch (test_deployables_never_import_torch).
+ALLOWED = {"runtime": ("core",), "pwa": ("core", "runtime"), "api": ("core", "runtime", "pwa")}
+TORCH = ("torch", "torchvision", "timm", "onnxscript", "onnxsim")
 
 
 def module_name(path: Path) -> str:
@@ -77,7 +79,7 @@ def backward_imports(graph: dict[str, set[str]]) -> list[str]:
                 continue
             if LAYERS[theirs] >= LAYERS[mine]:
                 problems.append(f"{module} imports {target}: {theirs} is not below {mine}")
-            elif any(theirs == f or theirs.startswith(f + ".") for f in FORBIDDEN.get(mine.split(".")[0], ())):
+            elif mine in ALLOWED and theirs.split(".")[0] not in ALLOWED[mine]:
                 problems.append(f"{module} imports {target}: {mine} must not use {theirs}")
     return sorted(problems)
 
@@ -116,7 +118,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_every_module_belongs_to_a_layer():
     graph = project_graph()
     assert len(graph) > 40  # the walk found the tree
-    strays = [m for m in graph if not group(m) and m not in PACKAGES[:1]]
+    strays = [m for m in graph if not group(m) and m != "training"]
     assert not strays, f"modules outside every layer of docs/architecture.md: {strays}"
 
 
@@ -129,9 +131,11 @@ def test_no_import_cycle():
 
 
 @pytest.mark.parametrize("graph, expected", [
-    ({"training.core.decode": {"training.model.checkpoint"}, "training.model.checkpoint": set()}, "not below"),
-    ({"export.predict": {"training.loop.train"}, "training.loop.train": set()}, "must not use"),
+    ({"core.decode": {"training.model.checkpoint"}, "training.model.checkpoint": set()}, "not below"),
+    ({"runtime.predictor": {"training.loop.train"}, "training.loop.train": set()}, "not below"),
     ({"api.engine": {"training.model.checkpoint"}, "training.model.checkpoint": set()}, "must not use"),
+    ({"pwa.site": {"training.graph.lungs"}, "training.graph.lungs": set()}, "must not use"),
+    ({"runtime.predictor": {"training.graph.lungs"}, "training.graph.lungs": set()}, "not below"),
     ({"pwa.site": {"api.app"}, "api.app": set()}, "not below"),
     ({"training.data.cache": {"training.model.arch"}, "training.model.arch": set()}, "not below"),  # siblings
 ])
@@ -142,7 +146,30 @@ def test_the_checks_catch_what_they_are_for(graph, expected):
 
 
 def test_function_level_imports_count(tmp_path, monkeypatch):
-    module = REPO / "training" / "core" / "classes.py"
+    module = REPO / "core" / "classes.py"
     names = imports_of(REPO / "export" / "commands.py")
     assert "export.package" in names  # imported inside verify_dir, not at the top
     assert imports_of(module) == set()
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """Top-level names of the non-project modules `path` imports, at any depth of the file."""
+    return {name.split(".")[0] for name in imports_of(path)} - set(PACKAGES) - {"__future__"}
+
+
+def test_deployables_never_import_torch():
+    """core and runtime import no torch, so neither can anything that stands on them alone: pwa and api (which may
+    import only core, runtime and pwa: test_no_backward_import)."""
+    for package in ("core", "runtime", "pwa", "api"):
+        for path in (REPO / package).rglob("*.py"):
+            found = third_party_imports(path) & set(TORCH)
+            assert not found, f"{path.relative_to(REPO)} imports {sorted(found)}"
+
+
+def test_the_torch_check_sees_function_level_imports(tmp_path):
+    planted = REPO / "core" / "planted_for_test.py"
+    planted.write_text("def f():\n    import torch.nn\n")
+    try:
+        assert third_party_imports(planted) & set(TORCH) == {"torch"}
+    finally:
+        planted.unlink()

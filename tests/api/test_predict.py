@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.predict import predict_files
+from runtime.predictor import predict_files
 from tests.conftest import REPO
 
 from .conftest import TOKEN, api_server

@@ -10,11 +10,11 @@ import pytest
 
 from cxr.pipeline import RELEASE_DIR, REPO
 from cxr.release import SHARED_DATA
-from export.predict import Predictor
-from training.core.checksum import sha256_file
-from training.core.classes import CLASSES
-from training.core.decode import decode
-from training.core.metrics import evaluate_predictions
+from runtime.predictor import Predictor
+from core.checksum import sha256_file
+from core.classes import CLASSES
+from core.decode import decode
+from core.metrics import evaluate_predictions
 
 MAX_RELEASE_BYTES = 20_000_000
 

@@ -1,4 +1,4 @@
-"""training/core/decode.py against hand-computed values (docs/decoding.md is the contract these numbers come from)."""
+"""core/decode.py against hand-computed values (docs/decoding.md is the contract these numbers come from)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tests.corpus import (
     write_good_images,
 )
 from tests.conftest import SHARED_CXR
-from training.core.decode import MAX_PIXELS, DecodeError, decode, sniff
+from core.decode import MAX_PIXELS, DecodeError, decode, sniff
 
 SHARED_DATA = SHARED_CXR
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"  # shipped with pydicom, no download

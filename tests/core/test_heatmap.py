@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.core.heatmap import hottest_point, overlay, upsample
+from core.heatmap import hottest_point, overlay, upsample
 
 
 def test_upsample_matches_torch_bilinear_half_pixel():
@@ -27,7 +27,7 @@ def test_hottest_point_and_overlay():
 def test_weighted_scale_keeps_an_unlikely_class_dark():
     """The default display: map x probability on one scale for every class of the image. The map of a 0.1 % class
     stays dark even where its own map peaks; normalised to its own maximum it would be as bright as the winner's."""
-    from training.core.heatmap import common_scale, heat_values
+    from core.heatmap import common_scale, heat_values
 
     cams = np.random.default_rng(1).random((3, 7, 7)).astype(np.float32)
     probabilities = [0.001, 0.998, 0.001]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
-from training.core.metrics import (bootstrap_ci, classification_metrics, expected_calibration_error,
+from core.metrics import (bootstrap_ci, classification_metrics, expected_calibration_error,
                                    reliability_bins, within_source_aucs)
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from training.data.phantoms import phantom
-from training.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resize_to_uint8
+from training.graph.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resize_to_uint8
 
 
 def _image(h, w, seed=0):
@@ -58,7 +58,7 @@ def _textured(h, w, seed=0):
 
 
 def test_crop_borders_crops_flat_margins_and_leaves_full_images_alone():
-    from training.core.preprocess import CropBorders, resize
+    from training.graph.preprocess import CropBorders, resize
 
     image = np.zeros((512, 512), np.float32)
     image[128:384, 128:384] = _image(256, 256)
@@ -77,7 +77,7 @@ def test_crop_borders_crops_flat_margins_and_leaves_full_images_alone():
 def test_suppress_text_removes_burned_in_letters_and_keeps_the_anatomy():
     from PIL import ImageDraw
 
-    from training.core.preprocess import SuppressText
+    from training.graph.preprocess import SuppressText
 
     clean, _ = phantom(np.random.default_rng(2), "Pneumonia", 224)
     marked = Image.fromarray(clean.copy())
@@ -93,7 +93,7 @@ def test_suppress_text_removes_burned_in_letters_and_keeps_the_anatomy():
 
 
 def test_onnx_export_of_the_optional_geometry_matches_torch(tmp_path):
-    from training.core.preprocess import GeometryConfig
+    from training.graph.preprocess import GeometryConfig
 
     model = Preprocess(GeometryConfig(128, crop_borders=True, suppress_text=True)).eval()
     framed = np.zeros((2, 1, 330, 290), np.float32)
@@ -109,7 +109,7 @@ def test_onnx_export_of_the_optional_geometry_matches_torch(tmp_path):
 
 
 def test_cache_folder_names_every_geometry_setting():
-    from training.core.preprocess import GeometryConfig
+    from training.graph.preprocess import GeometryConfig
 
     assert GeometryConfig(224).tag != GeometryConfig(224, crop_borders=True).tag
     assert GeometryConfig(224, True, True).tag.endswith("-crop-notext")

@@ -10,7 +10,7 @@ from cxr.cli import main
 from export import package
 from export.card import shortcut_sentences
 from tests.conftest import REPO
-from training.core.checksum import sha256_file
+from core.checksum import sha256_file
 
 SCHEMA = json.loads((REPO / "export" / "model.schema.json").read_text())
 

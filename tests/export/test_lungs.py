@@ -1,4 +1,4 @@
-"""The lung outputs of the exported graph (training/core/lungs.py, export/wrapper.py), on a construction whose
+"""The lung outputs of the exported graph (training/graph/lungs.py, export/wrapper.py), on a construction whose
 answer is known: a segmenter that calls everything brighter than 50 lung, and a classifier whose CAM is the
 image's brightness. The map must come back to where the lesion is on the original image, through the crop."""
 
@@ -11,12 +11,12 @@ from PIL import Image
 from torch import nn
 
 from export.onnx_export import export_fp32
-from export.predict import Predictor, heatmap
-from training.core.heatmap import hottest_point
+from runtime.predictor import Predictor, heatmap
+from core.heatmap import hottest_point
 from export.wrapper import LUNG_OUTPUTS, OUTPUT_NAMES, INPUT_NAME, ExportModel
-from training.core.lungs import LUNG_SIZE, LungCrop, LungRules
-from training.core.preprocess import Preprocess
-from training.core.resample import resize
+from training.graph.lungs import LUNG_SIZE, LungCrop, LungRules
+from training.graph.preprocess import Preprocess
+from training.graph.resample import resize
 from training.model.classifier import Classifier
 from training.model.ood import MahalanobisScore
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.predict import predict_files
+from runtime.predictor import predict_files
 from tests.conftest import REPO
 from tests.corpus import write_bad_corpus, write_good_images
 
@@ -29,14 +29,14 @@ def test_predict_cli_on_good_and_bad_files(tiny_export, tmp_path):
     for line in lines[len(good):]:
         assert line["error"]
     # `cxr predict` needs onnxruntime and numpy only: torch is never imported on its way.
-    code = "import sys; from cxr import cli; cli.parser_for('predict'); import export.predict; print(*sys.modules)"
+    code = "import sys; from cxr import cli; cli.parser_for('predict'); import runtime.predictor; print(*sys.modules)"
     assert "torch" not in subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                                          text=True).stdout.split()
 
 
 def test_predict_matches_pytorch(tiny_export):
     from export.verify import reference
-    from training.core.decode import decode
+    from core.decode import decode
     from training.model.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tiny_export.parent / "run" / "best.pt")

@@ -8,7 +8,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from export.uncertainty import KIND, band, choose_threshold, measure, uncertainty_card
+from export.uncertainty import choose_threshold, measure, uncertainty_card
+from runtime.bands import KIND, band
 from tests.conftest import REPO
 
 RULE = {"rule": {"kind": KIND, "threshold": 0.6}}
@@ -80,7 +81,7 @@ def test_card_section_excludes_ood_and_says_what_it_chose():
 
 
 def test_export_writes_the_rule_and_the_predictor_gives_the_band(tiny_export):
-    from export.predict import Predictor
+    from runtime.predictor import Predictor
     from training.data.phantoms import phantom
 
     card = json.loads((tiny_export / "model.json").read_text())

@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import tiny_config
-from training.core.metrics import mean_within_source_auc
+from core.metrics import mean_within_source_auc
 from training.data.dataset import load_prepared, load_split
 from training.loop.adversary import SourceAdversary, ramp, reverse_gradient
 from training.loop.train import selection_score, train

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.core.metrics import expected_calibration_error
+from core.metrics import expected_calibration_error
 from training.model.calibration import fit_temperature, nll
 
 

@@ -109,7 +109,7 @@ def reference_logits(sd: dict, x: torch.Tensor, conv=_conv_same, act=F.relu6, st
 def _photos(size: int = 224) -> torch.Tensor:
     """skimage's chelsea and coffee as RGB 0..255, squashed to size x size as the project's Resize does."""
     skdata = pytest.importorskip("skimage.data")
-    from training.core.preprocess import Resize
+    from training.graph.preprocess import Resize
 
     imgs = [torch.tensor(np.asarray(f())).permute(2, 0, 1)[None].float() for f in (skdata.chelsea, skdata.coffee)]
     with torch.no_grad():
@@ -285,7 +285,7 @@ def test_onnx_export_matches_torch(arch, pretrained_features):
     """As the project exports: gray image [N,1,H,W] 0..255 with N, H, W dynamic, preprocessing in the graph (so the
     backbone sees input_size x input_size). The backbone is compared on the graph's own preprocessed tensor."""
     ort = pytest.importorskip("onnxruntime")
-    from training.core.preprocess import Preprocess
+    from training.graph.preprocess import Preprocess
 
     class Net(nn.Module):
         def __init__(self):

@@ -50,10 +50,10 @@ def images(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def crafted(tiny_export, node_modules, images, tmp_path_factory):
-    from export.predict import Predictor
+    from runtime.predictor import Predictor
     from pwa.site import build_site
     from tests.pwa.conftest import Served
-    from training.core.decode import decode
+    from core.decode import decode
 
     root = tmp_path_factory.mktemp("crafted")
     export = root / "export"
@@ -102,7 +102,7 @@ def _in_viewport(page, selector) -> bool:
 
 def test_band_in_the_browser_matches_python_on_fixed_probabilities(app):
     """pwa/static/page/uncertainty.js band() against export/uncertainty.py band(), on the same float32 numbers."""
-    from export.uncertainty import band
+    from runtime.bands import band
 
     app.open(offline_ready=False)
     cases = [[[float(np.float32(p)) for p in probabilities], ood, uncertainty]

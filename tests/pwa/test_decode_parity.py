@@ -129,7 +129,7 @@ def _browser_decode(page, path):
 
 
 def test_decoded_pixels_are_bit_exact(app, tmp_path):
-    from training.core.decode import decode
+    from core.decode import decode
 
     app.open(offline_ready=False)
     mismatches = []
@@ -145,7 +145,7 @@ def test_decoded_pixels_are_bit_exact(app, tmp_path):
 
 
 def test_bad_inputs_are_refused_with_python_reasons(app, tmp_path):
-    from training.core.decode import DecodeError, decode
+    from core.decode import DecodeError, decode
 
     app.open(offline_ready=False)
     for (name, what, expected), path in zip(BAD_INPUTS, write_bad_corpus(tmp_path)):
@@ -159,7 +159,7 @@ def test_bad_inputs_are_refused_with_python_reasons(app, tmp_path):
 
 
 def test_contract_constants_match_python(app):
-    from training.core.decode import DICOM_TRANSFER_SYNTAXES, GRAY_WEIGHTS, MAX_PIXELS
+    from core.decode import DICOM_TRANSFER_SYNTAXES, GRAY_WEIGHTS, MAX_PIXELS
 
     app.open(offline_ready=False)
     contract = app.page.evaluate("""async () => {
@@ -170,7 +170,7 @@ def test_contract_constants_match_python(app):
 
 
 def test_heatmap_upsampling_matches_python(app):
-    from training.core.heatmap import upsample
+    from core.heatmap import upsample
 
     app.open(offline_ready=False)
     cam = np.random.default_rng(3).random((3, 7, 7)).astype(np.float32)
@@ -183,10 +183,10 @@ def test_heatmap_upsampling_matches_python(app):
 
 @pytest.mark.parametrize("scale", ["weighted", "own"])
 def test_heatmap_scale_matches_python(app, scale):
-    """The worker's display values (heatmap.js heatValues) are training/core/heatmap.py's heat_values, on both
+    """The worker's display values (heatmap.js heatValues) are core/heatmap.py's heat_values, on both
     scales: weighted by the class probability on the image's common scale (the default), and each class to its own
     maximum."""
-    from training.core.heatmap import heat_values
+    from core.heatmap import heat_values
 
     app.open(offline_ready=False)
     cam = np.random.default_rng(5).random((3, 7, 7)).astype(np.float32)

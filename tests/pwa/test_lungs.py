@@ -64,7 +64,7 @@ def _reveal(app, row):
 
 def test_lung_outputs_match_python_and_the_share_is_shown(browser, tiny_export_lungs, node_modules, xrays,
                                                            tmp_path):
-    from export.predict import predict_files
+    from runtime.predictor import predict_files
 
     export = _site(tiny_export_lungs, tmp_path, node_modules)
     app, served = _open(browser, tmp_path / "dist")

@@ -1,4 +1,4 @@
-"""The browser gives the same answers as the Python predictor (export.predict) on the same files: probabilities
+"""The browser gives the same answers as the Python predictor (runtime.predictor) on the same files: probabilities
 within 1e-4, the same hottest heatmap cell, the same OOD flag, the same class shown (none when OOD) and the same
 uncertainty band. For each shipped model file (int8 and fp32)."""
 
@@ -51,13 +51,13 @@ def parity_files(tmp_path_factory) -> list:
 
 
 def _python(files, model_path) -> dict:
-    from export.predict import predict_files
+    from runtime.predictor import predict_files
 
     return {r["file"]: r for r in predict_files([str(f) for f in files], model_path)}
 
 
 def _check(rows, files, model_path, card, report):
-    """Compare the browser's rows with export.predict on the same files and model file.
+    """Compare the browser's rows with runtime.predictor on the same files and model file.
 
     fp32: probabilities within 1e-4 (measured: below 1e-6), the same class, hottest cell and OOD flag, always.
     int8: quantised inference is not bit-stable across onnxruntime builds. A float difference of one unit in the

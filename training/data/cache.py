@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.decode import DecodeError, decode
-from ..core.preprocess import GeometryConfig, resize_to_uint8
+from core.decode import DecodeError, decode
+from ..graph.preprocess import GeometryConfig, resize_to_uint8
 
 
 @dataclass

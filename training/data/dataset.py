@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from .cache import Cache
-from ..core.preprocess import PREPROCESS_VERSION, GeometryConfig
-from ..core.classes import CLASSES
+from ..graph.preprocess import PREPROCESS_VERSION, GeometryConfig
+from core.classes import CLASSES
 from .records import read_manifest_rows
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.classes import CLASSES
+from core.classes import CLASSES
 from .records import write_manifest
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from . import readers
 from .cache import Cache, process_file
-from ..core.classes import CLASSES
-from ..core.markdown import table
-from ..core.preprocess import PREPROCESS_VERSION, GeometryConfig
-from ..core.progress import bar
+from core.classes import CLASSES
+from core.markdown import table
+from ..graph.preprocess import PREPROCESS_VERSION, GeometryConfig
+from core.progress import bar
 from .records import Reading, Skipped, write_manifest
 from .splits import DEFAULT_FRACTIONS, SPLITS, assign_splits, check_patient_splits
 

@@ -15,9 +15,9 @@ import json
 import time
 from pathlib import Path
 
-from ..core.classes import CLASSES
-from ..core.jsonio import write_json
-from ..core.markdown import table
+from core.classes import CLASSES
+from core.jsonio import write_json
+from core.markdown import table
 from ..data.prepare import prepare
 from ..loop.config import TrainConfig
 from ..loop.train import train

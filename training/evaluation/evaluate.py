@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.checksum import sha256_file
-from ..core.classes import CLASSES
-from ..core.heatmap import hottest_point, overlay
-from ..core.jsonio import write_json
-from ..core.metrics import evaluate_predictions, expected_calibration_error, reliability_bins, within_source_aucs
+from core.checksum import sha256_file
+from core.classes import CLASSES
+from core.heatmap import hottest_point, overlay
+from core.jsonio import write_json
+from core.metrics import evaluate_predictions, expected_calibration_error, reliability_bins, within_source_aucs
 from ..data.dataset import load_split
 from ..model.calibration import nll
 from ..model.checkpoint import load_checkpoint

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.classes import CLASSES
-from ..core.jsonio import write_json
-from ..core.markdown import table
-from ..core.metrics import auc_with_ci, evaluate_predictions, rate_with_ci, within_source_aucs
+from core.classes import CLASSES
+from core.jsonio import write_json
+from core.markdown import table
+from core.metrics import auc_with_ci, evaluate_predictions, rate_with_ci, within_source_aucs
 from ..data.dataset import in_group, load_prepared, parse_holdout
 from ..data.prepare import prepare
 from ..loop.config import TrainConfig

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..core.decode import decode
-from ..core.jsonio import write_json
-from ..core.lungs import LUNG_SIZE, lung_box, load_segmenter
-from ..core.markdown import table
-from ..core.metrics import patient_resamples, percentile_interval
-from ..core.preprocess import resize
+from core.decode import decode
+from core.jsonio import write_json
+from ..graph.lungs import LUNG_SIZE, lung_box, load_segmenter
+from core.markdown import table
+from core.metrics import patient_resamples, percentile_interval
+from ..graph.preprocess import resize
 from ..loop.lungs import load_pairs, read_masks
 
 THUMB = 128
@@ -176,7 +176,7 @@ def mask_index(masks_root: Path) -> dict[str, str]:
 
 @torch.no_grad()
 def _true_share(cam: torch.Tensor, mask: torch.Tensor, box: torch.Tensor) -> float:
-    from ..core.lungs import evidence_in_lungs
+    from ..graph.lungs import evidence_in_lungs
 
     return float(evidence_in_lungs(cam, mask, box)[0])
 
@@ -184,7 +184,7 @@ def _true_share(cam: torch.Tensor, mask: torch.Tensor, box: torch.Tensor) -> flo
 def evidence_against_true_masks(checkpoint, files: list[str], masks_root: Path) -> dict | None:
     """For test films that have a drawn lung mask: the share of the predicted class's Grad-CAM mass inside the
     true lungs, with the CAM placed where the model looked (its lung box, when it crops). None without masks."""
-    from ..core.lungs import full_box
+    from ..graph.lungs import full_box
     from ..model.gradcam import gradcam
 
     index = mask_index(masks_root)

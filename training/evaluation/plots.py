@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from ..core.classes import CLASSES  # noqa: E402
+from core.classes import CLASSES  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..core.markdown import table
+from core.markdown import table
 
 
 def _missing(value) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.decode import decode
+from core.decode import decode
 
 CHANGES = ("jpeg95", "jpeg85", "jpeg75", "half")
 

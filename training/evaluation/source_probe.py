@@ -18,7 +18,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..core.classes import CLASSES
+from core.classes import CLASSES
 
 MIN_PER_SOURCE = 10
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ..core.classes import CLASSES
-from ..core.metrics import expected_calibration_error
+from core.classes import CLASSES
+from core.metrics import expected_calibration_error
 from ..model import ood
 from ..model.calibration import fit_temperature, nll
 from ..model.checkpoint import load_checkpoint

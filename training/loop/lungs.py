@@ -1,4 +1,4 @@
-"""`cxr lungs-train`: train the lung segmenter (training/core/lungs.py) on ../shared/data/lungmasks.
+"""`cxr lungs-train`: train the lung segmenter (training/graph/lungs.py) on ../shared/data/lungmasks.
 
 207 lung masks of COVID-19 films (ieee8023 and Hannover), split by patient (70/15/15, seeded, as `prepare` splits).
 Images and masks are decoded once and resized to 160 x 160; training augments both with the same random affine
@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..core.decode import decode
-from ..core.jsonio import write_json
-from ..core.lungs import LUNG_SIZE, LungRules, LungSegmenter, save_segmenter
-from ..core.preprocess import resize
-from ..core.progress import bar
+from core.decode import decode
+from core.jsonio import write_json
+from ..graph.lungs import LUNG_SIZE, LungRules, LungSegmenter, save_segmenter
+from ..graph.preprocess import resize
+from core.progress import bar
 from ..data.splits import assign_splits
 from ..model.efficientnet import imagenet_features_state
 

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.classes import CLASSES
-from ..core.jsonio import write_json
-from ..core.metrics import macro_auc, mean_within_source_auc
-from ..core.preprocess import GeometryConfig, PreprocessConfig
-from ..core.progress import bar
+from core.classes import CLASSES
+from core.jsonio import write_json
+from core.metrics import macro_auc, mean_within_source_auc
+from ..graph.preprocess import GeometryConfig, PreprocessConfig
+from core.progress import bar
 from ..data import augment
 from ..data.dataset import class_weights, data_summary, load_prepared, load_split, sample_weights
 from ..model.calibration import nll

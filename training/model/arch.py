@@ -8,7 +8,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..core.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ..graph.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)

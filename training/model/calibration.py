@@ -1,6 +1,6 @@
 """Temperature scaling (Guo et al. 2017): one scalar T, fitted on the validation split, so softmax(logits / T)
 reports probabilities that match observed frequencies. It never changes the predicted class. (Calibration error
-and reliability bins are metrics: training/core/metrics.py.)"""
+and reliability bins are metrics: core/metrics.py.)"""
 
 from __future__ import annotations
 

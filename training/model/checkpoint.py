@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.preprocess import PreprocessConfig
+from ..graph.preprocess import PreprocessConfig
 from .classifier import Classifier, new_classifier
 from .ood import MahalanobisScore
 
@@ -61,7 +61,7 @@ class Checkpoint:
         return self.preprocess.normalize()
 
     def preprocessing(self):
-        """Decoded gray image -> network input, as the exported graph does it (training.core.preprocess)."""
+        """Decoded gray image -> network input, as the exported graph does it (training.graph.preprocess)."""
         return self.preprocess.module()
 
     def ood_scorer(self) -> MahalanobisScore:

@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ..core.classes import CLASSES
+from core.classes import CLASSES
 from .arch import Arch
 from .efficientnet import efficientnet_lite_arch
 from .resnet import resnet_arch

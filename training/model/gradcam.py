@@ -4,7 +4,7 @@
 d logit_c / d A_k, map = ReLU(sum_k alpha_k A_k). With global average pooling and one linear layer,
 d logit_c / d A_k(i,j) = W[c,k] / (h*w), so the map equals `cam_from_weights` = ReLU(sum_k W[c,k] A_k) / (h*w): the
 exported model computes that closed form as its `cam` output, and tests hold it to this reference.
-Display helpers (upsampling, overlays) are in training/core/heatmap.py.
+Display helpers (upsampling, overlays) are in core/heatmap.py.
 """
 
 from __future__ import annotations

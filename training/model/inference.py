@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core.progress import bar
+from core.progress import bar
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
 // A file (Blob) -> {width, height, data: Float32Array of gray values 0..255}, or a DecodeError naming the file and
-// the reason: the browser's side of training/core/decode.py. docs/decoding.md is the contract for both.
+// the reason: the browser's side of core/decode.py. docs/decoding.md is the contract for both.
 import { MAX_PIXELS, OTHER_FORMATS } from "../shared/contract.js";
 import { decodeDicom } from "./dicom.js";
 import { DecodeError, describe } from "./errors.js";

@@ -1,5 +1,5 @@
 // DICOM -> gray with dicom-parser (docs/decoding.md §6): the same checks, in the same order, with the same
-// reasons as training/core/decode.py, then modality LUT, VOI (window or VOI LUT), MONOCHROME1, all in float64 and
+// reasons as core/decode.py, then modality LUT, VOI (window or VOI LUT), MONOCHROME1, all in float64 and
 // rounded to float32 once at the end. JPEG frames are decoded by the browser, like Pillow decodes them for pydicom.
 import dicomParser from "../../vendor/dicom-parser/dicom-parser.mjs";
 import { DICOM_TRANSFER_SYNTAXES, TRANSFER_SYNTAX_NAMES } from "../shared/contract.js";
@@ -45,7 +45,7 @@ const text = (ds, tag) => {
 };
 const uint16 = (ds, tag, index = 0) => (ds.elements[tag] ? ds.uint16(tag, index) : undefined);
 
-/** First value of a numeric (DS/IS) element, or null when absent or empty (training/core/decode.py `_number`). */
+/** First value of a numeric (DS/IS) element, or null when absent or empty (core/decode.py `_number`). */
 function number(ds, tag) {
   const value = text(ds, tag);
   if (value === undefined) return null;
@@ -92,7 +92,7 @@ async function parse(bytes, source, maxPixels) {
   return { ds, ts };
 }
 
-/** Refuse what the pipeline does not support, before decoding pixels (training/core/decode.py `_check_dicom`). */
+/** Refuse what the pipeline does not support, before decoding pixels (core/decode.py `_check_dicom`). */
 function check(ds, ts, source, maxPixels) {
   const fail = (reason) => new DecodeError(source, reason);
   const pixels = ds.elements[TAG.PixelData];
@@ -236,7 +236,7 @@ function applyVoiLut(x, item, littleEndian, source) {
   return x;
 }
 
-/** VOI: window, else VOI LUT, else 8-bit data in 0..255 as it is, else min-max (training/core/decode.py `_voi`). */
+/** VOI: window, else VOI LUT, else 8-bit data in 0..255 as it is, else min-max (core/decode.py `_voi`). */
 function voi(x, ds, info, source) {
   const c = number(ds, TAG.WindowCenter), w = number(ds, TAG.WindowWidth);
   if (c !== null && w !== null) {

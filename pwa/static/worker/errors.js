@@ -1,4 +1,4 @@
-// The one error type of decoding, as in training/core/decode.py: DecodeError("{source}: {reason}").
+// The one error type of decoding, as in core/decode.py: DecodeError("{source}: {reason}").
 
 export class DecodeError extends Error {
   constructor(source, reason) {

@@ -1,5 +1,5 @@
 // The heatmap of one class from the model's `cam` output [3, h, w] (already ReLU'd Grad-CAM): its hottest cell,
-// and a coloured RGBA overlay at display size: bilinear upsampling with half-pixel centres (training/core/heatmap.py
+// and a coloured RGBA overlay at display size: bilinear upsampling with half-pixel centres (core/heatmap.py
 // `upsample`), put on a display scale (`heatValues`, the same formula as heatmap.py's `heat_values`), inferno
 // colours, alpha = the scaled value (the slider scales the whole layer).
 //
@@ -61,7 +61,7 @@ export function commonScale(cam, h, w, probabilities) {
 }
 
 /** {top, left, rows, cols} in whole pixels of `box` ([x0, y0, x1, y1] in pixels of an outW x outH picture; null:
- * the whole picture): where a lung-cropping model's map lies. training/core/heatmap.py `box_region`. */
+ * the whole picture): where a lung-cropping model's map lies. core/heatmap.py `box_region`. */
 export function boxRegion(box, outH, outW) {
   if (!box) return { top: 0, left: 0, rows: outH, cols: outW };
   const left = Math.round(box[0]), top = Math.round(box[1]);

@@ -26,7 +26,9 @@ from torch import nn
 from .resample import box_grid, crop_to_box, resize
 
 LUNG_SIZE = 160
-LITE_MEAN, LITE_STD = 127.0, 128.0  # TF EfficientNet-Lite's input normalisation on 0..255
+# TF EfficientNet-Lite's input normalisation, (x - 127) / 128 on 0..255: the one definition, for the segmenter's
+# encoder and the classifiers' registry (training/model/efficientnet.py).
+LITE_MEAN_255, LITE_STD_255 = 127.0, 128.0
 ENCODER_STAGES = 5  # Lite0 blocks 0-4: 16@/2, 24@/4, 40@/8, 80 and 112@/16
 SKIPS = (0, 1, 2)  # stages whose outputs feed the decoder (16@/2, 24@/4, 40@/8); the last stage is the bottom
 
@@ -60,7 +62,7 @@ class LungSegmenter(nn.Module):
         self.head = nn.Conv2d(24, 1, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = (resize(image, self.size) - LITE_MEAN) / LITE_STD
+        x = (resize(image, self.size) - LITE_MEAN_255) / LITE_STD_255
         x = self.bn1(self.conv_stem(x.expand(-1, 3, -1, -1)))
         skips = []
         for i, stage in enumerate(self.blocks):

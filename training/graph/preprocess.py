@@ -36,7 +36,7 @@ class GeometryConfig:
     size: int = 224
     crop_borders: bool = False
     suppress_text: bool = False
-    lung_crop: str = ""  # a lung segmenter file (`cxr lungs-train`): crop to the lung box (training/core/lungs.py)
+    lung_crop: str = ""  # a lung segmenter file (`cxr lungs-train`): crop to the lung box (training/graph/lungs.py)
 
     def __post_init__(self):
         if self.crop_borders and self.lung_crop:
@@ -65,7 +65,7 @@ class GeometryConfig:
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str) -> str:
-    from .checksum import sha256_file
+    from core.checksum import sha256_file
 
     return sha256_file(path)
 

@@ -12,16 +12,16 @@ the run goes on; the exit status is 1 if any file failed.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from training.core.decode import MAX_PIXELS, DecodeError, decode
-from training.core.heatmap import colorize, heat_values, hottest_point
+from core.decode import MAX_PIXELS, DecodeError, decode
+from core.heatmap import colorize, heat_values, hottest_point
 
-from .uncertainty import band
+from .bands import band
+from .session import open_session
 
 
 # The OOD score is a distance from the training images: it fires for non-X-rays and for real films unlike them.
@@ -32,21 +32,12 @@ class Predictor:
     """An exported model (model.onnx or model.int8.onnx beside its model.json) in onnxruntime."""
 
     def __init__(self, model: Path, threads: int = 0):
-        # onnxruntime's official wheels collect telemetry: at import they write a device id and an event store under
-        # ~/.cache and $TMPDIR and then upload events. Off unless asked for (it only works before the first import).
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        import onnxruntime as ort
-
         model = Path(model)
         card_path = model.parent / "model.json"
         if not card_path.exists():
             raise FileNotFoundError(f"{card_path} not found: the model file must sit beside its model.json")
         self.card = json.loads(card_path.read_text())
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(model, threads)
         self.input_name = self.card["input"]["name"]
         self.output_names = list(self.card["output_names"])  # model.json is the one source of the graph's names
 
