@@ -181,8 +181,9 @@ def main(argv=None):
     print_table(["model", "threads", "browser ms (decode/infer)", "native ms", "browser/native"],
                 [[r["file"], r["threads"], f"{r['total_ms']:.0f} ({r['decode_ms']:.0f}/{r['inference_ms']:.0f})",
                   f"{r['native_ms']:.0f}", f"{r['ratio']:.2f}x"] for r in latency])
-    print(f"time to first prediction: first visit {visits['first_visit_s']:.1f} s, warm {visits['warm_visit_s']:.1f} s, "
-          f"offline {visits['offline_visit_s']:.1f} s; first visit downloaded {visits['first_visit_bytes'] / 1e6:.1f} MB "
+    print(f"time to first prediction: first visit {visits['first_visit_s']:.1f} s, "
+          f"warm {visits['warm_visit_s']:.1f} s, offline {visits['offline_visit_s']:.1f} s; "
+          f"first visit downloaded {visits['first_visit_bytes'] / 1e6:.1f} MB "
           f"(site: {site['bytes'] / 1e6:.1f} MB)")
     if scores:
         print("Lighthouse: " + ", ".join(f"{k} {v}" for k, v in scores.items()))

@@ -24,7 +24,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}, "
+            f"Python {platform.python_version()}")
 
 
 def shared_or_phantoms(folder: Path, n: int = 300) -> Path:

@@ -33,9 +33,9 @@ def _worker(args) -> None:
     """One rank (started by torchrun): timed training steps; rank 0 writes the measurements to --result."""
     import torch
 
-    from training.graph.preprocess import Normalize
     from training.data import augment
     from training.data.dataset import load_split, sample_weights
+    from training.graph.preprocess import Normalize
     from training.loop import distributed
     from training.loop.train import epoch_plan, weighted_loss
     from training.model.classifier import ARCHS, build_model

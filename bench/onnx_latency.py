@@ -62,7 +62,8 @@ def main(argv=None):
     print_table(["file", "input", "MB", "median ms", "p90 ms"], rows)
     by = {(r["file"], r["input"]): r["median_ms"] for r in results}
     if ("model.int8.onnx", "1024x1024") in by:
-        print(f"int8 speed-up at 1024x1024: {by[('model.onnx', '1024x1024')] / by[('model.int8.onnx', '1024x1024')]:.2f}x")
+        speedup = by[("model.onnx", "1024x1024")] / by[("model.int8.onnx", "1024x1024")]
+        print(f"int8 speed-up at 1024x1024: {speedup:.2f}x")
     save("onnx_latency", {"model": str(args.model), "arch": card["arch"], "threads": args.threads, "results": results})
 
 

@@ -32,7 +32,8 @@ def main(argv=None):
     ratio = runs[1]["images_per_s"] / runs[0]["images_per_s"]
     print(f"prepare throughput on {data} ({machine()})")
     print_table(["run", "images", "decoded", "from cache", "seconds", "images/s"],
-                [[r["run"], r["images"], r["decoded"], r["from_cache"], f"{r['seconds']:.2f}", f"{r['images_per_s']:.0f}"]
+                [[r["run"], r["images"], r["decoded"], r["from_cache"], f"{r['seconds']:.2f}",
+                  f"{r['images_per_s']:.0f}"]
                  for r in runs])
     print(f"cached / first: {ratio:.1f}x")
     save("prepare_throughput", {"data": str(data), "runs": runs, "ratio": ratio})

@@ -22,10 +22,10 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from core.classes import CLASSES
-from training.graph.preprocess import Normalize
 from training.data import augment
 from training.data.dataset import load_split
 from training.data.prepare import prepare
+from training.graph.preprocess import Normalize
 from training.model.classifier import ARCHS, build_model
 
 from .common import machine, print_table, save, shared_or_phantoms

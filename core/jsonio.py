@@ -1,5 +1,5 @@
-"""The one way results become JSON: NaN and infinities become null (JSON has neither), numpy scalars and arrays become plain
-numbers and lists, tuples lists. Used for metrics.json, model.json, summaries and reports."""
+"""The one way results become JSON: NaN and infinities become null (JSON has neither), numpy scalars and arrays
+become plain numbers and lists, tuples lists. Used for metrics.json, model.json, summaries and reports."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 
 
 def plain(value):
-    """`value` with every NaN or infinity replaced by None and every numpy value by its Python equivalent, recursively."""
+    """`value` with every NaN or infinity replaced by None and every numpy value by its Python equivalent,
+    recursively."""
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -44,7 +44,8 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
             "precision": precision,
             "recall": recall,
             "specificity": _safe_div(tn, tn + fp),
-            "f1": _safe_div(2 * precision * recall, precision + recall) if tp else (0.0 if tp + fp + fn else float("nan")),
+            "f1": (_safe_div(2 * precision * recall, precision + recall) if tp
+                   else (0.0 if tp + fp + fn else float("nan"))),
             "auc": one_vs_rest_auc(y, probs, c),
             "support": int(confusion[c].sum()),
         }

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from runtime.paths import RELEASE_DIR, REPO
+from runtime.paths import REPO
 
 # The phantom demo (`--demo`): small and fast on 2 CPU cores (a few minutes), clearly a demo (model.json demo: true).
 DEMO = {"phantoms": 600, "phantom_size": 256, "arch": "resnet18", "weights": "none", "epochs": 15, "lr": 1e-3}
@@ -43,7 +43,10 @@ def code_hash(stage: str) -> str:
     files = []
     for part in STAGE_CODE[stage]:
         path = REPO / part
-        files += [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+        if path.is_file():
+            files.append(path)
+        else:
+            files += [f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
     return _hash_files(files)
 
 
@@ -160,86 +163,3 @@ def build_pwa(model_dir: Path, dist: Path, stages: Stages | None = None) -> None
 
 
 # --- commands ---------------------------------------------------------------------------------------------------
-
-
-def add_build_arguments(parser) -> None:
-    parser.add_argument("--data", action="append", metavar="SRC",
-                        help="dataset (repeatable; see `cxr prepare --help`); none: the site of the released model")
-    parser.add_argument("--demo", action="store_true",
-                        help="train the phantom demo here (a few minutes) instead of using the released model")
-    parser.add_argument("--model", type=Path, default=RELEASE_DIR,
-                        help="without --data or --demo: the export folder to build the site from")
-    parser.add_argument("--work", type=Path, default=REPO / "work", help="intermediate files")
-    parser.add_argument("--dist", type=Path, default=REPO / "dist", help="the site")
-    parser.add_argument("--force", action="store_true", help="run every stage even if its inputs did not change")
-    parser.add_argument("--phantoms", type=int, default=DEMO["phantoms"], help="demo only: number of phantoms")
-    parser.add_argument("--lungs", type=Path, metavar="LUNGS_PT",
-                        help="a lung segmenter for the evidence-in-the-lungs outputs (as `cxr export --lungs`)")
-    training = parser.add_argument_group("training (as `cxr train`)")
-    training.add_argument("--arch", help="default resnet50 (demo: resnet18)")
-    training.add_argument("--weights", help="imagenet | none | auto | PATH (default auto; demo: none)")
-    training.add_argument("--epochs", type=int, help="default 30 (demo: 15)")
-    training.add_argument("--lr", type=float, help="default 3e-4 (demo: 1e-3)")
-    training.add_argument("--batch-size", type=int, default=32)
-    training.add_argument("--seed", type=int, default=0, help="split and training seed")
-    training.add_argument("--size", type=int, default=224, help="network input side")
-    data = parser.add_argument_group("dataset options (as `cxr prepare`)")
-    data.add_argument("--class-map", action="append", default=[], metavar="FOLDER=CLASS")
-    data.add_argument("--patient-regex")
-    data.add_argument("--rsna-not-normal")
-
-
-def run_build(args) -> int:
-    from export.package import ExportRejected
-    from training.data.prepare import parse_class_map
-
-    if not args.data and not args.demo:  # the released model: no training, the site in seconds
-        if not (args.model / "model.json").exists():
-            raise SystemExit(f"build: {args.model / 'model.json'} not found: run `make release` to make the released "
-                             "model, or `cxr build --demo` for the phantom demo")
-        return run_pwa(args)
-    args.class_map = parse_class_map(args.class_map)
-    try:
-        build(args)
-    except (FileNotFoundError, ValueError, ExportRejected) as e:  # pwa.site.SiteError is a ValueError
-        raise SystemExit(f"build: {e}") from None
-    return 0
-
-
-def add_pwa_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="folder with model.json and the ONNX files")
-    parser.add_argument("--dist", type=Path, default=REPO / "dist", help="where to write the site")
-
-
-def run_pwa(args) -> int:
-    if not (args.model / "model.json").exists():
-        raise SystemExit(f"pwa: {args.model / 'model.json'} not found (run `cxr export` first)")
-    try:
-        build_pwa(args.model, args.dist.resolve())
-    except ValueError as e:  # pwa.site.SiteError: a model file that does not match model.json, ...
-        raise SystemExit(f"pwa: {e}") from None
-    card = json.loads((args.model / "model.json").read_text())
-    kind = "DEMO model (phantoms)" if card.get("demo") else f"model {card.get('name')} {card.get('version')}"
-    print(f"wrote {args.dist} with the {kind}\n{OPEN_HINT}")
-    return 0
-
-
-def add_serve_arguments(parser) -> None:
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--dist", type=Path, default=REPO / "dist", help="the built site")
-
-
-def run_serve(args) -> int:
-    if not (args.dist / "index.html").exists():
-        raise SystemExit(f"serve: {args.dist} has no index.html (run `cxr build` first)")
-    from pwa.serve import serve
-
-    serve(args.dist, args.port)
-    return 0
-
-
-
-def add_api_arguments(parser) -> None:
-    from api.commands import add_arguments
-
-    add_arguments(parser, default_model=RELEASE_DIR)  # the released model, as `cxr build`

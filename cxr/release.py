@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from argparse import Namespace
+from datetime import UTC
 from pathlib import Path
 
 from core.jsonio import write_json
@@ -79,7 +80,8 @@ def _release_notes(card: dict, prov: dict) -> str:
              f"EfficientNet-Lite0 ({card['weights_origin']} initialisation), trained with `cxr release`.", "",
              "| | |", "|---|---|",
              f"| command | `{prov['command']}` |",
-             f"| commit | `{prov['commit'] or 'unknown'}`{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''} |",
+             f"| commit | `{prov['commit'] or 'unknown'}`"
+             f"{' (with uncommitted changes)' if prov['uncommitted_changes'] else ''} |",
              *([f"| training | {prov['training']} |"] if "training" in prov else []),
              f"| data | {', '.join(f'`{d}`' for d in prov['data'])} |",
              *([f"| held out (never trained on; scored) | {', '.join(f'`{d}`' for d in prov['held_out'])} |"]
@@ -87,7 +89,7 @@ def _release_notes(card: dict, prov: dict) -> str:
              *([f"| unseen-source scores | {prov['external']} |"] if "external" in prov else [])]
     lines += [f"| manifest sha256 of `{spec}` | `{sha}` |" for spec, sha in prov["data_manifest_sha256"].items()]
     lines += [f"| made on | {prov['machine']}, Python {prov['python']}, {card['created']} |",
-              f"| files | " + ", ".join(f"{n} ({info['size'] / 1e6:.1f} MB, {info['precision']})"
+              "| files | " + ", ".join(f"{n} ({info['size'] / 1e6:.1f} MB, {info['precision']})"
                                          for n, info in card["files"].items()) + " |",
               f"| default model | {card['default_model']} |",
               f"| int8 | {card['int8']['note']} |",
@@ -213,38 +215,6 @@ def rescore(out: Path, held_out: list[str], command: list[str]) -> dict:
 
 
 def _mtime(path: Path) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", action="append", metavar="SRC",
-                        help=f"dataset(s) to train on (default: {SHARED_DATA / 'cxr'})")
-    parser.add_argument("--out", type=Path, default=RELEASE_DIR, help="the release folder to (re)write")
-    parser.add_argument("--work", type=Path, default=REPO / "work" / "release", help="intermediate files")
-    parser.add_argument("--held-out", action="append", metavar="SRC",
-                        help="dataset(s) of sources never trained on, to score the release on (default: "
-                             f"{HELD_OUT[0]} where it exists)")
-    parser.add_argument("--reexport", action="store_true",
-                        help="do not train: export the finished run in --work again and rewrite the release")
-    parser.add_argument("--rescore", action="store_true",
-                        help="do not train or export: score the release in --out on the held-out data again")
-
-
-def run(args) -> int:
-    data = args.data or [str(SHARED_DATA / "cxr")]
-    held_out = args.held_out or [spec for spec in HELD_OUT if Path(spec).exists()]
-    command = ["cxr", "release", *sys.argv[2:]]
-    try:
-        if args.rescore:
-            card = rescore(args.out, held_out, command)
-        else:
-            card = release(data, args.out, args.work, command, args.reexport, held_out)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"release: {e}") from None
-    for text in card.get("external", {}).get("summary", []):
-        print(text)
-    sizes = ", ".join(f"{n} {info['size'] / 1e6:.1f} MB" for n, info in card["files"].items())
-    print(f"wrote {args.out}: {card['name']} {card['version']} ({sizes}); default {card['default_model']}")
-    return 0
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")

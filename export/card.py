@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.checksum import sha256_file
 from core.classes import CLASSES
 from core.decode import GRAY_WEIGHTS
-from training.graph.lungs import LUNG_SIZE
 from core.jsonio import plain
 from core.metrics import within_source_aucs
+from training.graph.lungs import LUNG_SIZE
 from training.model.checkpoint import Checkpoint
 
 from . import verify
@@ -24,7 +24,7 @@ MODEL_JSON_FORMAT = 1
 
 def _created() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")  # reproducible builds
-    moment = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -59,7 +59,8 @@ def shortcut_report(summary: dict, source_probe: dict | None, labels, probabilit
                              "instead of the disease cannot be measured here."]
         return report
     report["source_probe"] = source_probe
-    report["within_source"] = within_source_aucs(labels, probabilities, patients, sources, n_boot) if len(labels) else []
+    report["within_source"] = (within_source_aucs(labels, probabilities, patients, sources, n_boot)
+                               if len(labels) else [])
     report["summary"] = shortcut_sentences(shares, report["source_probe"], report["within_source"])
     return report
 

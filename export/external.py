@@ -42,7 +42,6 @@ def score(predictor, rows: list[dict]) -> tuple[list[dict], list[dict]]:
 def group_metrics(held: list[dict], others: list[dict], label: str, n_boot: int = 1000) -> dict:
     """The scores of one held-out group (every image labelled `label`) against `others` (internal test images of
     other sources and other classes). Rows carry `patient_id` and the predictor's `result`."""
-    k = CLASSES.index(label)
     patients = np.array([r["patient_id"] for r in held])
     shown = np.array([r["result"]["class"] or WITHHELD for r in held])
     result = {"label": label, "images": len(held), "patients": len(set(patients.tolist())),

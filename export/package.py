@@ -67,7 +67,7 @@ class LabelledSplit:
     sources: list
 
     @classmethod
-    def of(cls, prepared: Path, split: str = "test") -> "LabelledSplit":
+    def of(cls, prepared: Path, split: str = "test") -> LabelledSplit:
         images, rows = decoded_split(prepared, split)
         return cls(images, np.array([CLASSES.index(r["label"]) for r in rows], int), [r["patient_id"] for r in rows],
                    [r["source"] for r in rows])
@@ -76,12 +76,13 @@ class LabelledSplit:
 def ood_rates(sess, sets: dict, threshold: float, test_scores: np.ndarray) -> dict:
     rates = {}
     for name, images in sets.items():
-        scores = [float(verify.run(sess, image[None, None])["ood_score"][0]) for image in images.values()]
+        scores = [float(verify.outputs(sess, image[None, None])["ood_score"][0]) for image in images.values()]
         flagged = [n for n, s in zip(images, scores) if s > threshold]
         rates[name] = {"n": len(scores), "flagged": len(flagged), "rate": len(flagged) / max(len(scores), 1),
                        "not_flagged": sorted(set(images) - set(flagged))}
     kept = int((test_scores <= threshold).sum())
-    rates["test_xrays"] = {"n": len(test_scores), "not_flagged": kept, "rate_not_flagged": kept / max(len(test_scores), 1)}
+    rates["test_xrays"] = {"n": len(test_scores), "not_flagged": kept,
+                           "rate_not_flagged": kept / max(len(test_scores), 1)}
     return rates
 
 

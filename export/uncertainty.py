@@ -89,7 +89,8 @@ def _accuracy(entry: dict) -> str:
         return "no test image fell in this band, so its accuracy is not measured"
     ci = entry.get("ci95")
     interval = f", 95% CI {100 * ci[0]:.0f}-{100 * ci[1]:.0f}%" if ci else ""
-    return f"right {100 * entry['accuracy']:.0f}% of the time ({entry['correct']} of {entry['n']} test images{interval})"
+    return (f"right {100 * entry['accuracy']:.0f}% of the time "
+            f"({entry['correct']} of {entry['n']} test images{interval})")
 
 
 def summary(section: dict) -> list[str]:

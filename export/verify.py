@@ -17,12 +17,11 @@ import torch
 
 from core.markdown import table as markdown_table
 from core.metrics import macro_auc
-from training.data.phantoms import phantom
-from training.model.checkpoint import Checkpoint, load_checkpoint
-from training.graph.lungs import evidence_in_lungs
-from training.model.gradcam import gradcam
-
 from runtime.session import open_session
+from training.data.phantoms import phantom
+from training.graph.lungs import evidence_in_lungs
+from training.model.checkpoint import Checkpoint, load_checkpoint
+from training.model.gradcam import gradcam
 
 from .wrapper import INPUT_NAME, OUTPUT_NAMES
 
@@ -72,7 +71,7 @@ def session(path) -> ort.InferenceSession:
     return open_session(path)
 
 
-def run(sess: ort.InferenceSession, batch: np.ndarray) -> dict:
+def outputs(sess: ort.InferenceSession, batch: np.ndarray) -> dict:
     """Every output of the graph by name."""
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, {INPUT_NAME: np.asarray(batch, np.float32)})))
@@ -134,7 +133,7 @@ def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None) 
              "lung_evidence": []}
     for i, (n, h, w) in enumerate(sizes):
         batch = parity_batch(n, h, w, seed=i)
-        got, ref = run(sess, batch), reference(classifier, checkpoint, batch, lungs)
+        got, ref = outputs(sess, batch), reference(classifier, checkpoint, batch, lungs)
         diffs["probabilities"].append(np.abs(got["probabilities"] - ref["probabilities"]).max())
         cam_range = max(float(ref["cam"].max() - ref["cam"].min()), 1e-12)
         diffs["cam"].append(np.abs(got["cam"] - ref["cam"]).max() / cam_range)
@@ -168,7 +167,7 @@ def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None) 
 
 def predict_all(sess, images: list[np.ndarray]) -> dict:
     """Outputs for a list of 2-D gray images of any sizes, one at a time, stacked."""
-    outs = [run(sess, image[None, None]) for image in images]
+    outs = [outputs(sess, image[None, None]) for image in images]
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 

@@ -1,4 +1,4 @@
-"""The HTTP headers the app needs, in one place: `build.py serve`, the service worker (sw.js, rendered with them)
+"""The HTTP headers the app needs, in one place: `cxr serve`, the service worker (sw.js, rendered with them)
 and the REST API's optional site all send exactly these.
 
 - Cross-origin isolation (COOP/COEP/CORP), so onnxruntime-web can use wasm threads;

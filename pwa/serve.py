@@ -80,7 +80,7 @@ def make_server(dist: Path, port: int = 0) -> http.server.ThreadingHTTPServer:
     """A threaded HTTP server for `dist` on 127.0.0.1 (port 0: a free one; see `server.server_address`)."""
     dist = Path(dist).resolve()
     if not (dist / "index.html").is_file():
-        raise FileNotFoundError(f"{dist} has no index.html: build the site first (python build.py pwa --model DIR)")
+        raise FileNotFoundError(f"{dist} has no index.html: build the site first (`cxr build` or `cxr pwa`)")
     handler = functools.partial(_Handler, directory=str(dist))
     return _Server(("127.0.0.1", port), handler)
 

@@ -23,7 +23,6 @@ from core.heatmap import colorize, heat_values, hottest_point
 from .bands import band
 from .session import open_session
 
-
 # The OOD score is a distance from the training images: it fires for non-X-rays and for real films unlike them.
 OOD_WITHHELD = "out of distribution: unlike the training X-rays, or not a chest X-ray"
 
@@ -119,21 +118,3 @@ def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None
             result["heatmap"] = str(target)
         result["total_ms"] = (time.perf_counter() - started) * 1000
         yield result
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
-    parser.add_argument("--model", required=True, type=Path, help="model.onnx or model.int8.onnx (beside model.json)")
-    parser.add_argument("--heatmap-dir", type=Path, help="write <name>.heatmap.png overlays here")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
-
-
-def run(args) -> int:
-    try:
-        failed = 0
-        for result in predict_files(args.images, args.model, args.heatmap_dir, args.threads):
-            failed += "error" in result
-            print(json.dumps(result), flush=True)
-    except FileNotFoundError as e:
-        raise SystemExit(f"predict: {e}") from None
-    return 1 if failed else 0

@@ -74,9 +74,9 @@ def with_int8(export_dir: Path, prepared: Path, folder: Path) -> Path:
     shutil.copytree(export_dir, folder)
     export_dir = folder
 
+    from core.checksum import sha256_file
     from export.onnx_export import RECIPES, quantize_int8
     from export.package import decoded_split
-    from core.checksum import sha256_file
 
     card = json.loads((export_dir / "model.json").read_text())
     if "model.int8.onnx" in card["files"]:

@@ -20,6 +20,7 @@ LAYERS = {
     "training.model": 2,
     "training.loop": 3,
     "training.evaluation": 4,
+    "training.commands": 4.5,  # the `cxr` entries of the training stages (argument parsing, printing, exit codes)
     "export": 5,
     "pwa": 6,
     "api": 6.5,  # the REST API may serve the PWA (pwa.headers), so it sits just above it

@@ -13,7 +13,7 @@
 const CACHE_PREFIX = {{ cache_prefix|tojson }};
 const CACHE = {{ cache|tojson }};
 const PRECACHE = {{ precache|tojson }};
-const HEADERS = {{ headers|tojson }}; // pwa/headers.py: the same as `build.py serve` sends
+const HEADERS = {{ headers|tojson }}; // pwa/headers.py: the same as `cxr serve` sends
 
 const scopeUrl = (path) => new URL(path, self.registration.scope).href;
 

@@ -8,13 +8,13 @@ import jsonschema
 import numpy as np
 import pytest
 
-from cxr.pipeline import RELEASE_DIR, REPO
-from cxr.release import SHARED_DATA
-from runtime.predictor import Predictor
 from core.checksum import sha256_file
 from core.classes import CLASSES
 from core.decode import decode
 from core.metrics import evaluate_predictions
+from cxr.pipeline import RELEASE_DIR, REPO
+from cxr.release import SHARED_DATA
+from runtime.predictor import Predictor
 
 MAX_RELEASE_BYTES = 20_000_000
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import pickle
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from core.decode import MAX_PIXELS, DecodeError, decode, sniff
+from tests.conftest import SHARED_CXR
 from tests.corpus import (
     BAD_INPUTS,
     EXPLICIT_BE,
@@ -27,8 +28,6 @@ from tests.corpus import (
     write_bad_corpus,
     write_good_images,
 )
-from tests.conftest import SHARED_CXR
-from core.decode import MAX_PIXELS, DecodeError, decode, sniff
 
 SHARED_DATA = SHARED_CXR
 PYDICOM_FILES = Path(pydicom.data.__file__).parent / "test_files"  # shipped with pydicom, no download

@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
-from core.metrics import (bootstrap_ci, classification_metrics, expected_calibration_error,
-                                   reliability_bins, within_source_aucs)
+from core.metrics import (
+    bootstrap_ci,
+    classification_metrics,
+    expected_calibration_error,
+    reliability_bins,
+    within_source_aucs,
+)
 
 
 def test_metrics_equal_scikit_learn():

@@ -2,7 +2,6 @@ import itertools
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -66,8 +65,8 @@ def test_crop_borders_crops_flat_margins_and_leaves_full_images_alone():
     cropped = CropBorders(64)(x)
     # The box is found on a 64 px thumbnail (8 px of this image per thumbnail pixel), whose antialiasing may blur the
     # content's edge into the next thumbnail pixel: the box is the content, or the content plus 8 px.
-    errors = [(cropped - resize(x[:, :, 128 - t : 384 + b, 128 - l : 384 + r], 64)).abs().mean()
-              for t, b, l, r in itertools.product((0, 8), repeat=4)]
+    errors = [(cropped - resize(x[:, :, 128 - t : 384 + b, 128 - left : 384 + r], 64)).abs().mean()
+              for t, b, left, r in itertools.product((0, 8), repeat=4)]
     assert min(errors) < 1, min(errors)
     assert (cropped - resize(x, 64)).abs().mean() > 30  # it did crop
     full = torch.tensor(_textured(300, 200, 1))[None, None]

@@ -1,6 +1,5 @@
 import csv
 import json
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -10,13 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import REPO
 from tests.corpus import write_bad_corpus, write_good_images
 from training.data.cache import Cache
 from training.data.phantoms import write_phantoms
 from training.data.prepare import prepare
 from training.data.records import read_manifest_rows
-from tests.conftest import REPO
-
 
 
 def _folder_dataset(root: Path) -> tuple[list[Path], list[Path]]:

@@ -2,7 +2,7 @@ import json
 
 from cxr.cli import main
 from training.data.dataset import load_prepared
-from training.evaluation.loso import FOLDS, VARIANTS, runs_of
+from training.evaluation.loso import VARIANTS, runs_of
 
 
 def test_runs_of_each_variant():

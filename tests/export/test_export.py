@@ -1,16 +1,15 @@
 import json
-from pathlib import Path
 
 import jsonschema
 import numpy as np
 import pytest
 import torch
 
+from core.checksum import sha256_file
 from cxr.cli import main
 from export import package
 from export.card import shortcut_sentences
 from tests.conftest import REPO
-from core.checksum import sha256_file
 
 SCHEMA = json.loads((REPO / "export" / "model.schema.json").read_text())
 
@@ -132,7 +131,8 @@ def test_shortcut_report_of_two_sources_uses_the_evaluation_s_probe():
     sources = ["ieee8023"] * 20 + ["nih"] * 20
     probs = rng.dirichlet(np.ones(3), 40)
     summary = {"sources": ["ieee8023", "nih"], "counts": {"train": {
-        "ieee8023": {"COVID-19": 50, "Normal": 0, "Pneumonia": 10}, "nih": {"COVID-19": 0, "Normal": 40, "Pneumonia": 40}}}}
+        "ieee8023": {"COVID-19": 50, "Normal": 0, "Pneumonia": 10},
+        "nih": {"COVID-19": 0, "Normal": 40, "Pneumonia": 40}}}}
     probe = {"all": {"accuracy": 0.9, "chance_accuracy": 0.6, "balanced_accuracy": 0.9}, "within_label": {}}
     report = shortcut_report(summary, probe, labels, probs, [str(i) for i in range(40)], sources, 20)
     assert report["source_probe"] is probe and report["class_sources"]["COVID-19"] == {"ieee8023": 1.0}

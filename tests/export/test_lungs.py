@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from export.onnx_export import export_fp32
-from runtime.predictor import Predictor, heatmap
 from core.heatmap import hottest_point
-from export.wrapper import LUNG_OUTPUTS, OUTPUT_NAMES, INPUT_NAME, ExportModel
+from export.onnx_export import export_fp32
+from export.wrapper import INPUT_NAME, LUNG_OUTPUTS, OUTPUT_NAMES, ExportModel
+from runtime.predictor import Predictor, heatmap
 from training.graph.lungs import LUNG_SIZE, LungCrop, LungRules
 from training.graph.preprocess import Preprocess
 from training.graph.resample import resize

@@ -35,8 +35,8 @@ def test_predict_cli_on_good_and_bad_files(tiny_export, tmp_path):
 
 
 def test_predict_matches_pytorch(tiny_export):
-    from export.verify import reference
     from core.decode import decode
+    from export.verify import reference
     from training.model.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(tiny_export.parent / "run" / "best.pt")

@@ -67,7 +67,8 @@ def test_card_section_excludes_ood_and_says_what_it_chose():
     unsure = np.full((40, 3), 1 / 3) + np.eye(3)[(labels + 1) % 3] * 0.05  # wrong and unsure
     probabilities = np.where((np.arange(40) % 4 == 0)[:, None], unsure, confident) / 1.05
     ood = np.where(np.arange(40) == 1, 99.0, 1.0)  # one image the OOD check flags
-    split = {"probabilities": probabilities, "ood_score": ood, "labels": labels, "patients": [f"p{i}" for i in range(40)]}
+    split = {"probabilities": probabilities, "ood_score": ood, "labels": labels,
+             "patients": [f"p{i}" for i in range(40)]}
     section = uncertainty_card(split, split, ood_threshold=10, n_boot=20, model_file="model.onnx")
     assert section["target_reached"] and section["rule"]["kind"] == KIND
     assert section["rule"]["threshold"] == pytest.approx(float(np.float32(confident.max() / 1.05)), abs=1e-6)

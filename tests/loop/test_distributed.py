@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from tests.conftest import REPO, tiny_config
 from training.loop import distributed

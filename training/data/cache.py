@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.decode import DecodeError, decode
+
 from ..graph.preprocess import GeometryConfig, resize_to_uint8
 
 

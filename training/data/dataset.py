@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from .cache import Cache
-from ..graph.preprocess import PREPROCESS_VERSION, GeometryConfig
 from core.classes import CLASSES
+
+from ..graph.preprocess import PREPROCESS_VERSION, GeometryConfig
+from .cache import Cache
 from .records import read_manifest_rows
 
 

@@ -9,12 +9,12 @@ These are cartoons, not radiology: they exist to test the pipeline and whether h
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from core.classes import CLASSES
+
 from .records import write_manifest
 
 
@@ -110,16 +110,3 @@ def write_phantoms(out: Path, n: int, size: int = 256, seed: int = 0) -> Path:
     manifest = out / "manifest.csv"
     write_manifest(manifest, rows)
     return manifest
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="folder to write images/, masks/, manifest.csv")
-    parser.add_argument("-n", type=int, default=300, help="number of phantoms (labels balanced)")
-    parser.add_argument("--size", type=int, default=256, help="side in pixels")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def run(args) -> int:
-    manifest = write_phantoms(args.out, args.n, args.size, args.seed)
-    print(f"wrote {args.n} phantoms and {manifest}")
-    return 0

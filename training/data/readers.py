@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 
 from core.classes import CLASSES
+
 from .records import PATH_COLUMNS, RECORD_FIELDS, Reading, Record, Skipped
 
 KINDS = ("manifest", "ieee8023", "rsna", "folders")

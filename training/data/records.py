@@ -37,7 +37,7 @@ class Reading:
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # warnings for the report (e.g. "leakage cannot be excluded")
 
-    def extend(self, other: "Reading") -> None:
+    def extend(self, other: Reading) -> None:
         self.records += other.records
         self.skipped += other.skipped
         self.notes += other.notes

@@ -18,6 +18,7 @@ from pathlib import Path
 from core.classes import CLASSES
 from core.jsonio import write_json
 from core.markdown import table
+
 from ..data.prepare import prepare
 from ..loop.config import TrainConfig
 from ..loop.train import train
@@ -81,27 +82,3 @@ def comparison_table(rows: dict[str, dict]) -> str:
         cells.append(str(m.get("training", {}).get("epochs", "")))
         lines.append(cells)
     return table(head, lines) + "\n"
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", action="append", required=True, metavar="SRC", help="dataset (repeatable)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--arch", default="efficientnet_lite0")
-    parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--epochs", type=int, default=20, help="the same budget for every variant")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-
-
-def run(args) -> int:
-    rows = {}
-    for name in args.variants:
-        print(f"=== {args.arch} ({args.weights}): {name}", flush=True)
-        rows[name] = run_variant(name, args.data, args.out, args.arch, args.weights, args.epochs, args.seed, args.size)
-    text = comparison_table(rows)
-    path = args.out / f"{args.arch}-{args.weights}-table.md"
-    path.write_text(text)
-    print(text)
-    print(f"wrote {path}")
-    return 0

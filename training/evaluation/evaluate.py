@@ -7,7 +7,6 @@ pointing game on data with lesion masks), PNG plots, Grad-CAM overlays of a samp
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +18,14 @@ from core.classes import CLASSES
 from core.heatmap import hottest_point, overlay
 from core.jsonio import write_json
 from core.metrics import evaluate_predictions, expected_calibration_error, reliability_bins, within_source_aucs
+
 from ..data.dataset import load_split
 from ..model.calibration import nll
 from ..model.checkpoint import load_checkpoint
 from ..model.gradcam import gradcam
-from ..model.inference import predict
+from ..model.inference import logits_and_features
 from . import plots
-from .report import fmt, metrics_table, report_markdown
+from .report import report_markdown
 from .robustness import reencoding_sensitivity
 from .source_probe import source_probe
 
@@ -60,7 +60,7 @@ def noise_sensitivity(model, normalize, images: torch.Tensor, logits: torch.Tens
     which adds noise of that size, then changes its answers."""
     generator = torch.Generator().manual_seed(seed)
     noisy = (images.float() + (torch.rand(images.shape, generator=generator) * 2 - 1) * levels).clamp(0, 255)
-    noisy_logits, _ = predict(model, normalize, noisy)
+    noisy_logits, _ = logits_and_features(model, normalize, noisy)
     return float((noisy_logits.argmax(1) != logits.argmax(1)).float().mean())
 
 
@@ -76,7 +76,8 @@ def evaluate(checkpoint_path, data, out, split: str = "test", n_boot: int = 1000
     size = ckpt.preprocess.geometry.size
     if s.images.shape[-1] != size:
         raise ValueError(f"{data} was prepared at {s.images.shape[-1]} px, the model expects {size} px")
-    logits, features = predict(model, normalize, s.images, progress=f"{split} predictions" if progress else None)
+    logits, features = logits_and_features(model, normalize, s.images,
+                                           progress=f"{split} predictions" if progress else None)
     temperature = ckpt.temperature
     raw = torch.softmax(logits.double(), 1).numpy()
     probs = torch.softmax(logits.double() / temperature, 1).numpy()
@@ -124,7 +125,7 @@ def source_probe_all_splits(model, normalize, data, progress: bool = False) -> d
     if len({r["source"] for r in rows}) < 2:
         return None
     images = torch.cat([sp.images for sp in splits])
-    _, features = predict(model, normalize, images, progress="source probe features" if progress else None)
+    _, features = logits_and_features(model, normalize, images, progress="source probe features" if progress else None)
     return source_probe(features.numpy(), np.array([CLASSES.index(r["label"]) for r in rows]),
                         [r["source"] for r in rows], [r["patient_id"] for r in rows])
 
@@ -144,28 +145,3 @@ def _overlays(model, normalize, s, probs, n: int, folder: Path) -> list[str]:
         Image.fromarray(panel).save(folder / name)
         names.append(f"gradcam/{name}")
     return names
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="best.pt from `cxr train`")
-    parser.add_argument("--data", required=True, help="the `cxr prepare` output the model was trained on")
-    parser.add_argument("--out", required=True, help="folder for metrics.json, plots and report.md")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
-    parser.add_argument("--gradcam-samples", type=int, default=12, help="overlay PNGs to write")
-
-
-def run(args) -> int:
-    try:
-        r = evaluate(args.checkpoint, args.data, args.out, args.split, args.bootstrap, args.gradcam_samples)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        raise SystemExit(f"evaluate: {e}") from None
-    print("\n".join(metrics_table(r["all"])))
-    for source, m in r["by_source"].items():
-        print(f"\n{source}: accuracy {fmt(m['accuracy'])}, macro AUC {fmt(m['macro_auc'])}")
-    if r["pointing_game"]:
-        p = r["pointing_game"]
-        print(f"\npointing game ({p['images']} lesion images): hottest cell on the lesion {100 * p['cell_rate']:.1f}%, "
-              f"hottest point inside it {100 * p['point_rate']:.1f}%")
-    print(f"\nwrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.md'}", file=sys.stderr)
-    return 0

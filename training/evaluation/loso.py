@@ -39,12 +39,12 @@ from core.classes import CLASSES
 from core.jsonio import write_json
 from core.markdown import table
 from core.metrics import auc_with_ci, evaluate_predictions, rate_with_ci, within_source_aucs
+
 from ..data.dataset import in_group, load_prepared, parse_holdout
-from ..data.prepare import prepare
 from ..loop.config import TrainConfig
 from ..loop.train import train
 from ..model.checkpoint import load_checkpoint
-from ..model.inference import predict
+from ..model.inference import logits_and_features
 from .evaluate import noise_sensitivity
 from .lungs import evidence_against_true_masks
 from .report import fmt
@@ -137,7 +137,7 @@ def scored(checkpoint: Path, prepared: Path) -> dict:
     splits = {name: load_split(prepared, name) for name in ("train", "val", "test")}
     rows = [r for s in splits.values() for r in s.rows]
     images = torch.cat([s.images for s in splits.values()])
-    logits, features = predict(model, normalize, images)
+    logits, features = logits_and_features(model, normalize, images)
     probs = torch.softmax(logits.double() / ckpt.temperature, 1).numpy()
     return {"rows": rows, "probs": probs, "logits": logits, "features": features.numpy(), "images": images,
             "checkpoint": ckpt}
@@ -184,10 +184,10 @@ def internal_metrics(s: dict, n_boot: int, lung_masks: Path | None = None) -> di
     result["noise_sensitivity"] = noise_sensitivity(ckpt.classifier(), ckpt.normalize(), s["images"][test],
                                                     s["logits"][test])
     result["reencoding"] = reencoding_sensitivity(ckpt, [rows[i]["file"] for i in test])
-    trained = [i for i, r in enumerate(rows) if r["source"] in {src for src in ckpt.data_summary["sources"]}]
-    result["source_probe"] = source_probe(s["features"][trained], np.array([CLASSES.index(rows[i]["label"])
-                                                                             for i in trained]),
-                                          [rows[i]["source"] for i in trained], [rows[i]["patient_id"] for i in trained])
+    trained = [i for i, r in enumerate(rows) if r["source"] in set(ckpt.data_summary["sources"])]
+    trained_labels = np.array([CLASSES.index(rows[i]["label"]) for i in trained])
+    result["source_probe"] = source_probe(s["features"][trained], trained_labels, [rows[i]["source"] for i in trained],
+                                          [rows[i]["patient_id"] for i in trained])
     if lung_masks:
         result["evidence_true_masks"] = evidence_against_true_masks(ckpt, [rows[i]["file"] for i in test], lung_masks)
     hannover_test = test_rows(rows, "hannover")
@@ -340,51 +340,3 @@ def seed_summary(rows: dict[str, dict]) -> str:
         cells.append(spread([sink_share(r) for r in results]))
         lines.append(cells)
     return table(head, lines) + "\n"
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", action="append", required=True, metavar="SRC",
-                        help="datasets: ../shared/data/cxr and ../shared/data/hannover (repeatable)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the runs, results and the table")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--epochs", type=int, default=8,
-                        help="the same budget for every run (8: the table of docs/shortcuts.md)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="training seeds: every variant is run once per seed (the split stays that of the first)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
-    parser.add_argument("--arch", default="efficientnet_lite0", help="backbone, unless a variant sets its own")
-    parser.add_argument("--weights", default="imagenet", help="initial weights (as `cxr train --weights`)")
-    parser.add_argument("--size", type=int, default=160,
-                        help="network input side (as `cxr prepare --size`; 160: the table of docs/shortcuts.md)")
-    parser.add_argument("--lungs", type=Path, help="the lung segmenter (`cxr lungs-train`) of the lungcrop variant")
-    parser.add_argument("--lung-masks", type=Path,
-                        help="the lungmasks folder: also measure the evidence inside the true lungs of test films")
-
-
-def _prepared(args, lung_crop: bool) -> Path:
-    """One prepared folder per geometry, the same split (by patient, seeded) in each."""
-    prepared = args.out / ("prepared-lungcrop" if lung_crop else "prepared")
-    if lung_crop and not args.lungs:
-        raise SystemExit("loso: the lungcrop variant needs --lungs (a segmenter from `cxr lungs-train`)")
-    if not (prepared / "prepared.json").exists():
-        prepare(args.data, prepared, cache_dir=args.out / "cache", seed=args.seeds[0], size=args.size,
-                lung_crop=str(args.lungs) if lung_crop else "")
-    return prepared
-
-
-def run(args) -> int:
-    rows = {}
-    for seed in args.seeds:
-        for name in args.variants:
-            prepared = _prepared(args, VARIANTS[name].lung_crop)
-            missing = set(VARIANTS[name].sources) - {r["source"] for r in load_prepared(prepared)[1]}
-            if missing:
-                raise SystemExit(f"loso: variant {name} trains on {', '.join(sorted(missing))}, which no --data "
-                                 f"holds (../shared/data/hannover, ../shared/data/montgomery-shenzhen)")
-            rows[run_name(name, seed)] = run_variant(name, prepared, args.out, args.epochs, seed, args.bootstrap,
-                                                     args.arch, args.weights, args.lung_masks)
-    text = loso_table(rows) + "\nOver seeds (mean, min-max):\n\n" + seed_summary(rows)
-    (args.out / "loso-table.md").write_text(text)
-    print(text)
-    print(f"wrote {args.out / 'loso-table.md'}")
-    return 0

@@ -19,9 +19,10 @@ from PIL import Image, ImageDraw
 
 from core.decode import decode
 from core.jsonio import write_json
-from ..graph.lungs import LUNG_SIZE, lung_box, load_segmenter
 from core.markdown import table
 from core.metrics import patient_resamples, percentile_interval
+
+from ..graph.lungs import LUNG_SIZE, load_segmenter, lung_box
 from ..graph.preprocess import resize
 from ..loop.lungs import load_pairs, read_masks
 
@@ -148,22 +149,6 @@ def report(r: dict) -> str:
              table(["images", "n", "fallback"], [[k, r["fallback_n"][k], f"{100 * v:.0f}%"]
                                                  for k, v in r["fallback_rate"].items()], "lrr"), ""]
     return "\n".join(lines)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--weights", type=Path, required=True, help="lungs.pt from `cxr lungs-train`")
-    parser.add_argument("--masks", type=Path, required=True, help="the lungmasks folder it was trained on")
-    parser.add_argument("--data", type=Path, required=True,
-                        help="the folder holding cxr/ and hannover/ (for the films without masks)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md, contact sheets")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
-
-
-def run(args) -> int:
-    r = evaluate_segmenter(args.weights, args.masks, args.data, args.out, args.bootstrap)
-    print(report(r))
-    print(f"wrote {args.out}")
-    return 0
 
 
 def mask_index(masks_root: Path) -> dict[str, str]:

@@ -70,7 +70,7 @@ def report_markdown(r: dict) -> str:
     lines += ["", "## Calibration", "",
               f"Temperature {r['temperature']:.3f} (fitted on validation). On this split: NLL {c['nll_before']:.3f} -> "
               f"{c['nll_after']:.3f}, ECE {c['ece_before']:.3f} -> {c['ece_after']:.3f}.", "",
-              f"## Out-of-distribution flag", "",
+              "## Out-of-distribution flag", "",
               f"{100 * r['ood']['flagged_rate']:.1f}% of these images score above the OOD threshold "
               f"({r['ood']['threshold']:.1f}, the {r['ood']['percentile']:g}th percentile of validation scores)."]
     if r["pointing_game"]:

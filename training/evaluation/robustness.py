@@ -45,7 +45,7 @@ def reencoding_sensitivity(checkpoint, files: list[str], changes=CHANGES) -> dic
     """{change: {"n", "mean_abs_change", "p95_abs_change", "top1_changed"}} over `files` (a split's originals)."""
     classifier, preprocessing = checkpoint.classifier(), checkpoint.preprocessing()
     deltas = {c: [] for c in changes}
-    flips = {c: 0 for c in changes}
+    flips = dict.fromkeys(changes, 0)
     for file in files:
         gray = decode(file)
         base = _probabilities(classifier, preprocessing, checkpoint.temperature, gray)

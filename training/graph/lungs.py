@@ -88,7 +88,7 @@ class LungRules:
         return asdict(self)
 
     @classmethod
-    def fit(cls, masks: torch.Tensor, margin: float = 0.05) -> "LungRules":
+    def fit(cls, masks: torch.Tensor, margin: float = 0.05) -> LungRules:
         """From binary training masks [N,1,s,s]: half the smallest and 1.25x the largest area seen (capped), and
         half the smallest side share seen: wide enough that no training mask would fall back."""
         areas = masks.float().mean((1, 2, 3))

@@ -53,7 +53,7 @@ class GeometryConfig:
         return asdict(self)
 
     @classmethod
-    def of(cls, value) -> "GeometryConfig":
+    def of(cls, value) -> GeometryConfig:
         """From a GeometryConfig, a size, or a dict that has at least `size` (a checkpoint's or prepare's record)."""
         if isinstance(value, cls):
             return value
@@ -187,13 +187,13 @@ class PreprocessConfig:
         return {**self.geometry.as_dict(), "mean": list(self.mean), "std": list(self.std), "version": self.version}
 
     @classmethod
-    def from_dict(cls, value: dict) -> "PreprocessConfig":
+    def from_dict(cls, value: dict) -> PreprocessConfig:
         return cls(GeometryConfig.of(value), tuple(value["mean"]), tuple(value["std"]), int(value["version"]))
 
-    def normalize(self) -> "Normalize":
+    def normalize(self) -> Normalize:
         return Normalize(self.mean, self.std)
 
-    def module(self) -> "Preprocess":
+    def module(self) -> Preprocess:
         return Preprocess(self.geometry, self.mean, self.std)
 
 
@@ -214,7 +214,7 @@ def _geometry(config: GeometryConfig) -> Geometry:
     return Geometry(config).eval()  # built once per process: the lung crop loads a network
 
 
-def resize_to_uint8(gray, geometry: GeometryConfig | int) -> "numpy.ndarray":  # noqa: F821
+def resize_to_uint8(gray, geometry: GeometryConfig | int) -> numpy.ndarray:  # noqa: F821
     """Decoded 2-D gray array (0..255) -> S x S uint8 through `Geometry`, as stored in the cache."""
     x = torch.as_tensor(gray, dtype=torch.float32)[None, None]
     with torch.no_grad():

@@ -2,7 +2,8 @@
 
 Started by `torchrun` (RANK, WORLD_SIZE and LOCAL_RANK in the environment, WORLD_SIZE > 1), training runs as one
 process per rank: `setup` joins the process group (NCCL on CUDA, gloo on CPU) with a timeout, the model's batch
-norms become synchronised ones (`convert_sync_batchnorm`; on the CPU training/loop/cpu_sync_batchnorm.py) and the model is wrapped in DistributedDataParallel.
+norms become synchronised ones (`convert_sync_batchnorm`; on the CPU training/loop/cpu_sync_batchnorm.py) and the
+model is wrapped in DistributedDataParallel.
 Every rank draws the same epoch plan (order and augmentation, training/augment.py) and takes its contiguous slice
 of each global batch (`shard`), so the ranks together see exactly the batches one process would see.
 Started plainly, `setup` returns a single-process context and none of this is involved.

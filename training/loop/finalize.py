@@ -8,10 +8,11 @@ import torch
 
 from core.classes import CLASSES
 from core.metrics import expected_calibration_error
+
 from ..model import ood
 from ..model.calibration import fit_temperature, nll
 from ..model.checkpoint import load_checkpoint
-from ..model.inference import predict
+from ..model.inference import logits_and_features
 
 
 def finalize(best_path: Path, train_split, val_split, cfg, progress: bool, device: torch.device | str = "cpu") -> dict:
@@ -20,9 +21,9 @@ def finalize(best_path: Path, train_split, val_split, cfg, progress: bool, devic
     best = load_checkpoint(best_path)
     model = best.classifier().to(device, memory_format=torch.channels_last)
     normalize = best.normalize().to(device)
-    val_logits, val_features = predict(model, normalize, val_split.images, cfg.eval_batch_size,
+    val_logits, val_features = logits_and_features(model, normalize, val_split.images, cfg.eval_batch_size,
                                        "validation" if progress else None, device)
-    _, train_features = predict(model, normalize, train_split.images, cfg.eval_batch_size,
+    _, train_features = logits_and_features(model, normalize, train_split.images, cfg.eval_batch_size,
                                 "train features" if progress else None, device)
 
     labels = val_split.labels

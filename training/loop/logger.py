@@ -31,7 +31,8 @@ class Logger:
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, LOG_FIELDS, extrasaction="ignore").writerow(row)
         for key, value in row.items():
-            if key not in ("epoch", "step") and value is not None and not (isinstance(value, float) and math.isnan(value)):
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            if key not in ("epoch", "step") and not missing:
                 self.tb.add_scalar(key, value, row["step"])
         self.tb.flush()
 

@@ -22,10 +22,11 @@ from PIL import Image
 
 from core.decode import decode
 from core.jsonio import write_json
+from core.progress import bar
+
+from ..data.splits import assign_splits
 from ..graph.lungs import LUNG_SIZE, LungRules, LungSegmenter, save_segmenter
 from ..graph.preprocess import resize
-from core.progress import bar
-from ..data.splits import assign_splits
 from ..model.efficientnet import imagenet_features_state
 
 
@@ -154,21 +155,3 @@ def train_segmenter(masks_root: Path, out: Path, epochs: int = 60, batch_size: i
                "images": {k: len(v) for k, v in split.items()}}
     write_json(out / "summary.json", summary)
     return summary
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--masks", type=Path, required=True, help="the lungmasks folder (manifest.csv + masks/)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for lungs.pt, log.csv, summary.json")
-    parser.add_argument("--epochs", type=int, default=60, help="at most this many epochs")
-    parser.add_argument("--batch-size", type=int, default=16, help="batch size")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine decay)")
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
-    parser.add_argument("--weights", default="imagenet", choices=("imagenet", "none"), help="encoder initialisation")
-
-
-def run(args) -> int:
-    summary = train_segmenter(args.masks, args.out, args.epochs, args.batch_size, args.lr, args.seed,
-                              weights=args.weights)
-    print(f"lung segmenter: best validation Dice {summary['best_val_dice']:.3f} at epoch {summary['best_epoch']} "
-          f"({summary['train_seconds'] / 60:.1f} min); wrote {args.out / 'lungs.pt'}")
-    return 0

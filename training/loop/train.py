@@ -13,7 +13,7 @@ statistics: the input of export), log.csv and TensorBoard events (tb/), summary.
 Under torchrun (several processes, GPUs or machines) the same command trains with DistributedDataParallel;
 --batch-size stays the global batch, and the result equals the single-process run (docs/distributed.md).
 
-The shape follows torchvision's classification reference: `train` sets up a `Run` (model, optimiser, schedule,
+The shape follows torchvision's classification reference: `train` sets up a `TrainingRun` (model, optimiser, schedule,
 run state) or restores it from last.pt, then alternates `train_one_epoch` and `validate`; `finalize` (calibration,
 OOD statistics) runs once on best.pt.
 """
@@ -35,14 +35,15 @@ import torch.nn.functional as F
 from core.classes import CLASSES
 from core.jsonio import write_json
 from core.metrics import macro_auc, mean_within_source_auc
-from ..graph.preprocess import GeometryConfig, PreprocessConfig
 from core.progress import bar
+
 from ..data import augment
 from ..data.dataset import class_weights, data_summary, load_prepared, load_split, sample_weights
+from ..graph.preprocess import GeometryConfig, PreprocessConfig
 from ..model.calibration import nll
 from ..model.checkpoint import Checkpoint, load_checkpoint, rng_state, set_rng_state
-from ..model.classifier import WeightsUnavailable, arch_spec, build_model
-from ..model.inference import predict
+from ..model.classifier import arch_spec, build_model
+from ..model.inference import logits_and_features
 from . import distributed
 from .adversary import SourceAdversary, ramp
 from .config import RUNTIME_FIELDS, SELECTIONS, TrainConfig
@@ -58,7 +59,7 @@ class RunState:
 
     epoch: int = 0  # epochs completed
     step: int = 0  # optimiser steps taken
-    best_auc: float = -math.inf  # best validation score so far (TrainConfig.select says which)
+    best_score: float = -math.inf  # best validation score so far (TrainConfig.select says which)
     best_epoch: int = -1
     bad_epochs: int = 0  # epochs since the best one
     stopped: str = ""  # why the run ended early, if it did
@@ -96,7 +97,7 @@ def _verification_dtype() -> torch.dtype:
     return torch.float64 if os.environ.get("CXR_FLOAT64") == "1" else torch.float32
 
 
-class Run:
+class TrainingRun:
     """One training run's moving parts: the model (and its DDP wrapper), optimiser, schedule, gradient scaler,
     training data on the device, and the run state. `checkpoint()` is everything needed to resume it."""
 
@@ -164,7 +165,10 @@ class Run:
         self.scheduler.load_state_dict(r["scheduler"])
         if self.scaler is not None and r.get("scaler"):
             self.scaler.load_state_dict(r["scaler"])
-        self.state = RunState(**r["train_state"])
+        state = dict(r["train_state"])
+        if "best_auc" in state:  # checkpoints written before the field was named for what it holds
+            state["best_score"] = state.pop("best_auc")
+        self.state = RunState(**state)
         self.origin = resumed.weights_origin
         set_rng_state(r["rng"])
         if self.ctx.is_main:
@@ -181,7 +185,7 @@ class Run:
                           class_weights=class_weights(self.train_split.labels).tolist(), resume=resume)
 
 
-def train_one_epoch(run: Run, epoch: int, last_path: Path, progress: bool) -> tuple[list[float], int, float]:
+def train_one_epoch(run: TrainingRun, epoch: int, last_path: Path, progress: bool) -> tuple[list[float], int, float]:
     """One epoch (from where a resumed run stopped inside it): (batch losses, images seen, seconds)."""
     cfg, ctx, state = run.cfg, run.ctx, run.state
     order, params = epoch_plan(cfg.seed, epoch, len(run.train_split), run.aug_config)
@@ -233,7 +237,8 @@ def train_one_epoch(run: Run, epoch: int, last_path: Path, progress: bool) -> tu
         steps_bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - started):.1f}",
                               refresh=False)
         crash_for_tests(state.step, ctx.rank)
-        if ctx.is_main and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and b + 1 < run.steps_per_epoch:
+        inside_epoch = b + 1 < run.steps_per_epoch  # the epoch's end writes last.pt anyway
+        if ctx.is_main and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and inside_epoch:
             run.checkpoint().save(last_path)
         if cfg.max_steps and state.step >= cfg.max_steps:
             state.stopped = f"max_steps {cfg.max_steps} reached"
@@ -241,12 +246,12 @@ def train_one_epoch(run: Run, epoch: int, last_path: Path, progress: bool) -> tu
     return losses, seen, time.perf_counter() - started
 
 
-def validate(run: Run) -> dict:
+def validate(run: TrainingRun) -> dict:
     """Validation loss, pooled macro AUC, mean within-source AUC and accuracy. Each rank predicts its share;
     all-gathered, every rank holds the same logits and so takes the same best-epoch and early-stopping decisions."""
     split = run.val_split
     start, stop = distributed.shard_bounds(len(split), run.ctx)
-    local_logits, _ = predict(run.model, run.normalize, split.images[start:stop], run.cfg.eval_batch_size,
+    local_logits, _ = logits_and_features(run.model, run.normalize, split.images[start:stop], run.cfg.eval_batch_size,
                               device=run.device)
     logits = distributed.all_gather_rows(local_logits, run.ctx)
     if not len(split):
@@ -266,12 +271,12 @@ def selection_score(scores: dict, select: str) -> float:
     return scores["val_macro_auc"]
 
 
-def _select(run: Run, val_auc: float, best_path: Path) -> None:
+def _select(run: TrainingRun, val_auc: float, best_path: Path) -> None:
     """Keep best.pt at the best validation score; count epochs without improvement for early stopping."""
     state = run.state
-    improved = not math.isnan(val_auc) and val_auc > state.best_auc
+    improved = not math.isnan(val_auc) and val_auc > state.best_score
     if improved or state.best_epoch < 0:  # (not a file check: ranks on other machines see no best.pt)
-        state.best_auc = val_auc if improved else state.best_auc
+        state.best_score = val_auc if improved else state.best_score
         state.best_epoch, state.bad_epochs = state.epoch, 0
         if run.ctx.is_main:
             run.checkpoint().save(best_path)
@@ -307,7 +312,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
     resumed = None
     if resume:
         cfg, resumed = _resumed_config(cfg, last_path)
-    run = Run(cfg, ctx, resumed)
+    run = TrainingRun(cfg, ctx, resumed)
     state = run.state
     logger = Logger(out, state.epoch) if ctx.is_main else None
     epochs_bar = bar(total=cfg.epochs, initial=state.epoch, desc="epochs", unit="ep", enabled=progress)
@@ -325,7 +330,7 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
                         "train_loss": float(np.mean(losses)) if losses else float("nan"), **scores,
                         "images_per_s": seen / seconds if seconds else float("nan"), "seconds": seconds})
         epochs_bar.update(1)
-        epochs_bar.set_postfix(val=f"{selection_score(scores, cfg.select):.3f}", best=f"{state.best_auc:.3f}")
+        epochs_bar.set_postfix(val=f"{selection_score(scores, cfg.select):.3f}", best=f"{state.best_score:.3f}")
     epochs_bar.close()
     if not ctx.is_main:
         return None  # rank 0 alone calibrates, fits OOD and writes the summary; no collective follows
@@ -333,43 +338,11 @@ def _train(cfg: TrainConfig, ctx: distributed.Context, resume: bool, progress: b
 
     summary = finalize(best_path, run.train_split, run.val_split, cfg, progress, run.device)
     summary.update({"epochs": state.epoch, "steps": state.step, "best_epoch": state.best_epoch,
-                    "selection": cfg.select, "best_val_score": state.best_auc, "stopped": state.stopped or "max epochs reached",
+                    "selection": cfg.select, "best_val_score": state.best_score,
+                    "stopped": state.stopped or "max epochs reached",
                     "train_seconds": state.seconds,
                     "images_per_s": state.images / state.seconds if state.seconds else None,
                     "weights_origin": run.origin, "arch": cfg.arch, "processes": ctx.world_size,
                     "device": str(run.device), "amp": cfg.amp})
     write_json(out / "summary.json", summary)
     return summary
-
-
-def run_command(args) -> int:
-    """`cxr train`."""
-    from .config import config_from_args
-
-    rank, world_size, _ = distributed.launched_ranks()
-    where = f"rank {rank} of {world_size}: " if world_size > 1 else ""
-    try:
-        summary = train(config_from_args(args), resume=args.resume)
-    except (FileNotFoundError, ValueError, KeyError, WeightsUnavailable) as e:
-        raise SystemExit(f"train: {where}{e}") from None
-    except RuntimeError as e:
-        if world_size <= 1 or not distributed.is_collective_failure(e):
-            raise
-        first_line = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise SystemExit(
-            f"train: {where}lost the other processes ({type(e).__name__}: {first_line.strip()})\n"
-            f"train: another rank died or stopped answering; a collective waits at most --dist-timeout "
-            f"{args.dist_timeout:g} s. Fix the cause, then rerun the same torchrun command with --resume: it "
-            f"continues from {Path(args.out) / 'last.pt'}.") from None
-    if summary is None:  # not rank 0: rank 0 reports
-        return 0
-    cal = summary["calibration"]
-    print(f"{summary['arch']} ({summary['weights_origin']}): {summary['epochs']} epochs, best validation score "
-          f"({summary['selection']}) {summary['best_val_score']:.3f} at epoch {summary['best_epoch']} "
-          f"({summary['stopped']}); "
-          f"{summary['images_per_s'] or 0:.1f} images/s")
-    if "nll_before" in cal:
-        print(f"temperature {cal['temperature']:.3f}: validation NLL {cal['nll_before']:.3f} -> {cal['nll_after']:.3f}, "
-              f"ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
-    print(f"wrote {Path(args.out) / 'best.pt'} (use it with `cxr evaluate` and `cxr export`)")
-    return 0

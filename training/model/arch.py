@@ -3,8 +3,8 @@ weights come from, and the input normalisation it expects (timm's idea: each mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 

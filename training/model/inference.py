@@ -8,7 +8,7 @@ from core.progress import bar
 
 
 @torch.no_grad()
-def predict(model, normalize, images: torch.Tensor, batch_size: int = 64, progress: str | None = None,
+def logits_and_features(model, normalize, images: torch.Tensor, batch_size: int = 64, progress: str | None = None,
             device: torch.device | str = "cpu"):
     """(logits [N,K], pooled features [N,C]) on the CPU for uint8 images [N,1,S,S], in eval mode on `device`."""
     model.eval()

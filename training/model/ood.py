@@ -41,7 +41,7 @@ class MahalanobisScore(nn.Module):
         return distance.min(dim=1).values
 
     @classmethod
-    def from_state(cls, state: dict) -> "MahalanobisScore":
+    def from_state(cls, state: dict) -> MahalanobisScore:
         """Rebuild from `state()` (as a checkpoint stores it; extra keys such as the threshold are ignored)."""
         return cls(state["means"], state["components"], state["eigenvalues"], state["residual_variance"])
 

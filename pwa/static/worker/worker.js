@@ -4,7 +4,7 @@
 // {id, ok: true, result} or {id, ok: false, error}. Requests run in order, one at a time; `urgent` ones (the
 // viewer's) go to the front of the queue, and `cancel` drops the queued classifications (each answered
 // {cancelled: true}). A file that cannot be decoded is a result with `error`, not a failure.
-import { INFERNO } from "../shared/contract.js";
+import { INFERNO, WASM_GZIP } from "../shared/contract.js";
 import { decode, DecodeError } from "./decode.js";
 import { hottestCell, lutFromHex } from "./heatmap.js";
 import { activeThreads, configure, fetchBuildFile, Model, ORT_VERSION } from "./inference.js";
@@ -13,7 +13,6 @@ import { grayBitmap, heatBitmap, outlineBitmap } from "./render.js";
 const LUT = lutFromHex(INFERNO);
 const MODEL_BASE = new URL("../../model/", import.meta.url);
 const SITE = new URL("../../", import.meta.url);
-const WASM_GZIP = "vendor/ort/ort-wasm-simd-threaded.wasm.gzip"; // pwa/site.py WASM_GZIP
 let card = null;
 let build = null; // build.json: the cache name and every file's SHA-256
 let model = null;
