@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import argparse
 from pathlib import Path
 
-from .settings import MiB, TOKEN_ENV, Settings, SettingsError
+from runtime.paths import RELEASE_DIR
+
+from .settings import TOKEN_ENV, MiB, Settings, SettingsError
 
 
-def add_arguments(parser, default_model: Path) -> None:
-    parser.add_argument("--model", type=Path, default=default_model,
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=RELEASE_DIR,
                         help="an export folder (its default model) or one ONNX file beside model.json")
     parser.add_argument("--host", default="127.0.0.1",
                         help=f"address to listen on; anything but loopback needs a token ({TOKEN_ENV} or --token)")
@@ -31,19 +33,20 @@ def add_arguments(parser, default_model: Path) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
-def settings_from(args) -> Settings:
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The options as Settings; without --token, Settings reads CXR_API_TOKEN itself. Raises SettingsError."""
+    token = {"token": args.token} if args.token else {}
     return Settings(model=args.model, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
                     session_threads=args.session_threads, queue=args.queue, timeout_s=args.timeout,
                     max_body=int(args.max_body_mb * MiB), max_files=args.max_files,
-                    token=args.token or os.environ.get(TOKEN_ENV) or None, cors_origins=tuple(args.cors_origin),
-                    site=args.site)
+                    cors_origins=tuple(args.cors_origin), site=args.site, **token)
 
 
-def run(args) -> int:
-    from .server import serve
+def run(args: argparse.Namespace) -> int:
+    from .server import serve  # uvicorn only when the server runs, not for `cxr api --help`
 
     try:
-        settings = settings_from(args).check()
+        settings = settings_from(args)
     except SettingsError as e:
         raise SystemExit(f"api: {e}") from None
     print(f"cxr api: http://{settings.host}:{settings.port}/docs  ({settings.workers} worker(s) x "

@@ -10,24 +10,34 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
-from runtime.predictor import Predictor, heatmap
 from core.decode import DecodeError, sniff
+from runtime.predictor import Predictor, heatmap
 
+from .admission import Ticket
 from .errors import ApiError
-from .limits import Ticket
+from .public_card import public_card
+from .schemas import ModelCard, ModelInfo
 from .settings import Settings
+from .uploads import Upload
+
+T = TypeVar("T")
 
 
 class Engine:
+    """The model (its Predictor, what answers say about it, and its public card) and the threads that run it."""
+
     def __init__(self, settings: Settings):
         model_file = settings.model_file()
         self.predictor = Predictor(model_file, settings.session_threads)
         card = self.predictor.card
-        self.model = {"name": card["name"], "version": card["version"], "file": model_file.name}
+        self.model = ModelInfo(name=card["name"], version=card["version"], file=model_file.name)
+        self.card = ModelCard.model_validate(public_card(card))
         self.max_pixels = settings.max_pixels
         self.pool = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="cxr-inference")
         self.ready = False
@@ -43,7 +53,7 @@ class Engine:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, ticket: Ticket, job):
+    async def run(self, ticket: Ticket, job: Callable[[], T]) -> tuple[T, float]:
         """Run `job()` in the pool: (its result, how long it waited for a thread in ms). The ticket is released when
         the job is done, even if the client's wait was cancelled by the request timeout (the thread cannot be
         stopped, and still uses a core)."""
@@ -71,7 +81,7 @@ class Engine:
         result, gray, cams = self._predict(data)
         return _png(heatmap(gray, cams, result)[0])
 
-    def analyse_batch(self, files: list) -> list[dict]:
+    def analyse_batch(self, files: list[Upload]) -> list[dict]:
         """One result per file, in order; a file that fails is an error result, the others go on."""
         results = []
         for index, upload in enumerate(files):
@@ -79,10 +89,10 @@ class Engine:
             try:
                 results.append({**entry, "status": 200, **self.analyse(upload.data)})
             except ApiError as e:
-                results.append({**entry, "status": e.status, **e.body()})
+                results.append({**entry, "status": e.status, **e.body().model_dump()})
         return results
 
-    def _predict(self, data: bytes):
+    def _predict(self, data: bytes) -> tuple[dict, np.ndarray, np.ndarray]:
         try:
             sniff(data)
         except DecodeError as e:

@@ -31,7 +31,6 @@ def _options(settings: Settings, log_level: str) -> dict:
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:
-    settings.check()
     options = _options(settings, log_level)
     if settings.workers == 1:
         uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
@@ -39,7 +38,7 @@ def serve(settings: Settings, log_level: str = "info") -> None:
         return
     # Several processes, each with its own session and thread pool, sharing the listening socket; uvicorn needs an
     # import string for them, so the settings travel in the environment.
-    os.environ[SETTINGS_ENV] = settings.to_env()
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
     uvicorn.run("api.app:from_environment", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, **options)
 

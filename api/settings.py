@@ -1,29 +1,35 @@
-"""What the server is told (command line or, for uvicorn's worker processes, the environment), and the rule that
-keeps it from being opened to a network without a token."""
+"""What the server is told (command line, the token's environment variable, or, for uvicorn's worker processes, the
+settings the parent left in the environment), and the rule that keeps it from being opened to a network without a
+token. A `Settings` is checked when it is made: one that exists is one the server can start with."""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.decode import MAX_PIXELS
 
 TOKEN_ENV = "CXR_API_TOKEN"
-SETTINGS_ENV = "CXR_API_SETTINGS"  # how the parent hands the settings to uvicorn's worker processes
+SETTINGS_ENV = "CXR_API_SETTINGS"  # how the parent hands the settings to uvicorn's worker processes (JSON)
 MIN_TOKEN_LENGTH = 16
 MiB = 1024 * 1024
 
 
-class SettingsError(ValueError):
-    """Settings the server refuses to start with."""
+class SettingsError(Exception):
+    """Settings the server refuses to start with. Not a ValueError on purpose: pydantic would wrap a ValueError
+    raised while validating into its own ValidationError and message, and the command line prints this one."""
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    # Frozen: one Settings is shared by the app, its dependencies and the engine. Unknown names are refused.
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
     model: Path  # an export folder (its model.json names the default ONNX file) or one ONNX file beside model.json
     host: str = "127.0.0.1"
     port: int = 8080
@@ -35,11 +41,22 @@ class Settings:
     max_body: int = 64 * MiB
     max_files: int = 16  # per batch request
     max_pixels: int = MAX_PIXELS
-    token: str | None = None
+    token: str | None = None  # given, or read from CXR_API_TOKEN (which does not show in the process list)
     cors_origins: tuple[str, ...] = ()
     site: Path | None = None  # a built PWA (dist/) to serve at /
     max_connections: int = 256  # uvicorn's own backstop: beyond it, plain 503s before the app sees anything
     retry_after_s: int = 1
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The values given win; the environment supplies the token alone. Reading every field from the environment
+        # (pydantic-settings' default) would let a stray HOST or PORT variable change where the server listens.
+        return init_settings, _TokenFromEnvironment(settings_cls)
+
+    @model_validator(mode="after")
+    def _refuse_what_cannot_work(self) -> Settings:
+        return self.check()
 
     @property
     def pool_size(self) -> int:
@@ -61,8 +78,9 @@ class Settings:
             raise SettingsError(f"{model} not found: --model must be an export folder or an ONNX file")
         return model
 
-    def check(self) -> "Settings":
-        """Refuse what would be unsafe or cannot work; returns self."""
+    def check(self) -> Settings:
+        """Refuse what would be unsafe or cannot work (run when the settings are made; again on request, since the
+        files it looks at may change); returns self."""
         if not is_loopback(self.host) and not self.token:
             raise SettingsError(f"refusing to listen on {self.host} without a token: anything but a loopback address "
                                 f"needs --token or {TOKEN_ENV} (clients then send 'Authorization: Bearer TOKEN')")
@@ -79,17 +97,16 @@ class Settings:
         self.model_file()
         return self
 
-    def to_env(self) -> str:
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return json.dumps(values, default=str)
 
-    @classmethod
-    def from_env(cls, text: str) -> "Settings":
-        values = json.loads(text)
-        values["model"] = Path(values["model"])
-        values["site"] = Path(values["site"]) if values.get("site") else None
-        values["cors_origins"] = tuple(values.get("cors_origins") or ())
-        return cls(**values)
+class _TokenFromEnvironment(PydanticBaseSettingsSource):
+    """The one setting the environment gives: CXR_API_TOKEN, by that exact name (an empty one counts as none)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[str | None, str, bool]:
+        return os.environ.get(TOKEN_ENV) or None, field_name, False
+
+    def __call__(self) -> dict[str, str]:
+        token, _, _ = self.get_field_value(self.settings_cls.model_fields["token"], "token")
+        return {"token": token} if token else {}
 
 
 def is_loopback(host: str) -> bool:

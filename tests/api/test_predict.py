@@ -127,7 +127,7 @@ def test_token_is_enforced(tiny_export, client, real_files):
 @pytest.mark.slow
 def test_the_released_model_over_http_equals_export_predict(client, real_files):
     """The model `cxr api` serves by default: the same answers as `cxr predict` on it, lung outputs included."""
-    from cxr.pipeline import RELEASE_DIR
+    from runtime.paths import RELEASE_DIR
 
     card = json.loads((RELEASE_DIR / "model.json").read_text())
     expected = {r["file"]: r for r in predict_files([str(p) for p in real_files.values()],

@@ -71,14 +71,14 @@ def test_malformed_requests(server, client, real_files):
 def test_burst_beyond_the_queue_gets_503_and_every_accepted_request_is_answered(tiny_export, real_files):
     image = real_files["png"].read_bytes()
     with api_server(tiny_export, threads=1, queue=2) as (url, running):
-        queue = running.app.state.queue
+        admission = running.app.state.admission
         release = threading.Event()
         with ThreadPoolExecutor(24) as pool, httpx.Client(timeout=30) as client:
             # Two uploads that stop half-way hold the whole queue: everything else is refused at once.
             held = [pool.submit(client.post, f"{url}/v1/predict", content=held_body(image, release))
                     for _ in range(2)]
             deadline = time.monotonic() + 10
-            while queue.active < 2 and time.monotonic() < deadline:
+            while admission.active < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
             refused = [client.post(f"{url}/v1/predict", content=image) for _ in range(5)]
             assert {r.status_code for r in refused} == {503}
@@ -93,7 +93,7 @@ def test_burst_beyond_the_queue_gets_503_and_every_accepted_request_is_answered(
             codes = [r.status_code for r in burst]
             assert set(codes) <= {200, 503} and 200 in codes, codes
             assert client.post(f"{url}/v1/predict", content=image).status_code == 200
-        assert queue.active == 0
+        assert admission.active == 0
 
 
 def test_timeouts(tiny_export, real_files, client):
@@ -111,9 +111,9 @@ def test_timeouts(tiny_export, real_files, client):
         try:
             late = client.post(f"{url}/v1/predict", content=image)
             assert late.status_code == 504 and late.json()["error"] == "gateway timeout"
-            assert running.app.state.queue.active == 1
+            assert running.app.state.admission.active == 1
             time.sleep(1.5)
-            assert running.app.state.queue.active == 0
+            assert running.app.state.admission.active == 0
         finally:
             predictor.predict = predict
         assert client.post(f"{url}/v1/predict", content=image).status_code == 200

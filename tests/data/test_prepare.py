@@ -94,3 +94,32 @@ def test_prepare_shared_set(shared_cxr, tmp_path_factory):
         original = list(csv.DictReader(f))
     assert Counter((r["label"], r["source"]) for r in rows) == Counter((r["label"], r["source"]) for r in original)
     assert len(splits_of) == 515
+
+
+def test_the_report_says_when_every_child_has_one_label(tmp_path):
+    manifest = write_phantoms(tmp_path / "ph", 12, size=64)
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):  # children (age 9) only among Pneumonia; one Normal without an age
+        row["age"] = "9" if row["label"] == "Pneumonia" and i % 2 == 0 else ("" if i == 1 else "40")
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    children = sum(r["age"] == "9" for r in rows)
+    summary = prepare([str(manifest)], tmp_path / "out", size=32, progress=False)
+    ages = summary["ages"]
+    assert ages["images_with_age"] == sum(r["age"] != "" for r in rows)
+    assert ages["children_by_label"] == {"Pneumonia": children} and children >= 1
+    assert "children" in ages["warning"] and "Pneumonia" in ages["warning"]
+    assert "**Warning:** all" in (tmp_path / "out" / "report.md").read_text()
+
+    for row in rows:  # a child in another class too: no warning
+        if row["label"] == "Normal" and row["age"] == "40":
+            row["age"] = "12"
+            break
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert prepare([str(manifest)], tmp_path / "out2", size=32, progress=False)["ages"]["warning"] is None

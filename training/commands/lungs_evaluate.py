@@ -9,7 +9,8 @@ from training.evaluation.lungs import evaluate_segmenter, report
 
 def add_arguments(parser) -> None:
     parser.add_argument("--weights", type=Path, required=True, help="lungs.pt from `cxr lungs-train`")
-    parser.add_argument("--masks", type=Path, required=True, help="the lungmasks folder it was trained on")
+    parser.add_argument("--masks", type=Path, action="append", required=True,
+                        help="the mask folders it was trained on (repeatable, as `cxr lungs-train`)")
     parser.add_argument("--data", type=Path, required=True,
                         help="the folder holding cxr/ and hannover/ (for the films without masks)")
     parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md, contact sheets")

@@ -8,7 +8,9 @@ from training.loop.lungs import train_segmenter
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--masks", type=Path, required=True, help="the lungmasks folder (manifest.csv + masks/)")
+    parser.add_argument("--masks", type=Path, action="append", required=True,
+                        help="a lung-mask folder (lungmasks: manifest.csv + masks/; montgomery-shenzhen: masks.csv); "
+                             "repeat to train on several")
     parser.add_argument("--out", type=Path, required=True, help="folder for lungs.pt, log.csv, summary.json")
     parser.add_argument("--epochs", type=int, default=60, help="at most this many epochs")
     parser.add_argument("--batch-size", type=int, default=16, help="batch size")

@@ -48,6 +48,8 @@ def run(args) -> int:
     print(f"{summary['images']} images, {summary['patients']} patients "
           f"(train/val/test: {'/'.join(str(summary['patients_per_split'][s]) for s in SPLITS)} patients); "
           f"{summary['decoded']} decoded, {summary['from_cache']} from cache; {len(summary['skipped'])} skipped")
+    if summary["ages"]["warning"]:
+        print(f"warning: {summary['ages']['warning']}")
     for note in summary["notes"]:
         print(f"note: {note}")
     for s in summary["skipped"][:20]:

@@ -126,7 +126,34 @@ def _summary(rows, skipped, notes, n_cached, n_records) -> dict:
         "notes": notes,
         "decoded": n_records - n_cached,
         "from_cache": n_cached,
+        "ages": age_check(rows),
     }
+
+
+ADULT_AGE = 18
+
+
+def age_check(rows: list[dict]) -> dict:
+    """Where an `age` column gives ages: how many images have one, and whether the children among them (under
+    ADULT_AGE) all carry one label. Children's films differ in body size, proportions and growth plates; when they
+    come from one class only, a model can learn age as that class's cue (a shortcut a user's data may hold even
+    though ../shared/data holds no children)."""
+    ages = {}
+    for r in rows:
+        try:
+            ages[id(r)] = float(r.get("age") or "nan")
+        except ValueError:
+            continue
+    known = [r for r in rows if id(r) in ages and ages[id(r)] == ages[id(r)]]
+    children = [r for r in known if ages[id(r)] < ADULT_AGE]
+    by_label = dict(sorted(Counter(r["label"] for r in children).items()))
+    result = {"images_with_age": len(known), "children": len(children), "children_by_label": by_label,
+              "warning": None}
+    if len(by_label) == 1 and len({r["label"] for r in known}) > 1:
+        (label, n), = by_label.items()
+        result["warning"] = (f"all {n} children (under {ADULT_AGE}) are labelled {label}: a model can learn age as a "
+                             f"cue for {label}; leave them out, or add children of the other classes")
+    return result
 
 
 def _markdown(summary: dict, data: list[str]) -> str:
@@ -144,6 +171,13 @@ def _markdown(summary: dict, data: list[str]) -> str:
              table(["label", "source", *SPLITS, "total"], rows, "ll" + "r" * (len(SPLITS) + 1)),
              "", "## Patients per split\n",
              table(list(SPLITS), [[summary["patients_per_split"][s] for s in SPLITS]], "r" * len(SPLITS)), ""]
+    ages = summary["ages"]
+    if ages["images_with_age"]:
+        lines += ["## Ages\n", f"{ages['images_with_age']} images with an age; {ages['children']} of children "
+                  f"(under {ADULT_AGE})" + (f": {', '.join(f'{k} {v}' for k, v in ages['children_by_label'].items())}"
+                                            if ages["children"] else "") + ".\n"]
+        if ages["warning"]:
+            lines += [f"**Warning:** {ages['warning']}.\n"]
     if summary["notes"]:
         lines += ["## Notes\n"] + [f"- {n}" for n in summary["notes"]] + [""]
     lines += ["## Skipped files\n"]

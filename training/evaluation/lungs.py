@@ -24,7 +24,7 @@ from core.metrics import patient_resamples, percentile_interval
 
 from ..graph.lungs import LUNG_SIZE, load_segmenter, lung_box
 from ..graph.preprocess import resize
-from ..loop.lungs import load_pairs, read_masks
+from ..loop.lungs import load_pairs, mask_table, read_masks
 
 THUMB = 128
 
@@ -103,11 +103,12 @@ def _predict(model, grays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor
     return images, torch.sigmoid(torch.cat([model(images[i : i + 16]) for i in range(0, len(images), 16)]))
 
 
-def evaluate_segmenter(weights: Path, masks_root: Path, data_root: Path, out: Path, n_boot: int = 1000) -> dict:
+def evaluate_segmenter(weights: Path, masks_roots: Path | list[Path], data_root: Path, out: Path,
+                       n_boot: int = 1000) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, rules, info = load_segmenter(weights)
-    rows = [r for r in read_masks(masks_root, info.get("seed", 0)) if r["split"] == "test"]
+    rows = [r for r in read_masks(masks_roots, info.get("seed", 0)) if r["split"] == "test"]
     images, truth = load_pairs(rows)
     with torch.no_grad():
         probs = torch.cat([torch.sigmoid(model(images[i : i + 16])) for i in range(0, len(images), 16)])
@@ -115,8 +116,12 @@ def evaluate_segmenter(weights: Path, masks_root: Path, data_root: Path, out: Pa
     patients = [r["patient_id"] for r in rows]
     result = {"weights": str(weights), "rules": rules.as_dict(), "held_out_masks": {
         "dice": _with_ci(dice, patients, n_boot), "iou": _with_ci(iou, patients, n_boot),
-        "patients": len(set(patients)), "by_source": {s: float(dice[[r["source"] == s for r in rows]].mean())
-                                                      for s in sorted({r["source"] for r in rows})}}}
+        "patients": len(set(patients)), "by_source": {}}}
+    for source in sorted({r["source"] for r in rows}):  # Dice per source: COVID-19 films and normal films apart
+        mine = np.array([r["source"] == source for r in rows])
+        result["held_out_masks"]["by_source"][source] = {
+            "label": sorted({r["label"] for r, m in zip(rows, mine) if m}),
+            "dice": _with_ci(dice[mine], [p for p, m in zip(patients, mine) if m], n_boot)}
     contact_sheet(images, probs, rules, out / "lungs-held-out-masks.png", truth)
     groups = {"held-out masked films": probs}
     cxr, hannover = Path(data_root) / "cxr" / "manifest.csv", Path(data_root) / "hannover" / "manifest.csv"
@@ -145,6 +150,11 @@ def report(r: dict) -> str:
              table(["measure", "mean [95% CI]", "worst image"],
                    [[k, f"{m[k]['mean']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]", f"{m[k]['min']:.3f}"]
                     for k in ("dice", "iou")], "lrr"), "",
+             "Dice per source of the held-out masks:", "",
+             table(["source", "labels", "films", "Dice mean [95% CI]", "worst"],
+                   [[src, ", ".join(v["label"]), v["dice"]["n"],
+                     f"{v['dice']['mean']:.3f} [{v['dice']['ci95'][0]:.3f}, {v['dice']['ci95'][1]:.3f}]",
+                     f"{v['dice']['min']:.3f}"] for src, v in m["by_source"].items()], "llrrr"), "",
              "Implausible masks (the graph falls back to the whole image):", "",
              table(["images", "n", "fallback"], [[k, r["fallback_n"][k], f"{100 * v:.0f}%"]
                                                  for k, v in r["fallback_rate"].items()], "lrr"), ""]
@@ -152,9 +162,9 @@ def report(r: dict) -> str:
 
 
 def mask_index(masks_root: Path) -> dict[str, str]:
-    """Radiograph path (resolved) -> its lung mask's path, from the lungmasks manifest."""
+    """Radiograph path (resolved) -> its lung mask's path, from a mask folder's table."""
     masks_root = Path(masks_root)
-    with open(masks_root / "manifest.csv", newline="") as f:
+    with open(mask_table(masks_root), newline="") as f:
         return {str((masks_root / r["image"]).resolve()): str((masks_root / r["mask"]).resolve())
                 for r in csv.DictReader(f)}
 

@@ -1,6 +1,8 @@
-"""`cxr lungs-train`: train the lung segmenter (training/graph/lungs.py) on ../shared/data/lungmasks.
+"""`cxr lungs-train`: train the lung segmenter (training/graph/lungs.py) on lung-mask folders.
 
-207 lung masks of COVID-19 films (ieee8023 and Hannover), split by patient (70/15/15, seeded, as `prepare` splits).
+The masks of ../shared/data/lungmasks (207, COVID-19 films of ieee8023 and Hannover) and of
+../shared/data/montgomery-shenzhen (340, Normal films of two hospitals), split by patient (70/15/15, seeded, as
+`prepare` splits: a patient's split does not change when another folder is added).
 Images and masks are decoded once and resized to 160 x 160; training augments both with the same random affine
 (rotation, scale, translation) and the image alone with exposure changes, noise and blur. Loss: binary
 cross-entropy plus soft Dice; Adam with cosine decay; the epoch with the best validation Dice is kept. The
@@ -30,14 +32,24 @@ from ..graph.preprocess import resize
 from ..model.efficientnet import imagenet_features_state
 
 
-def read_masks(root: Path, seed: int = 0) -> list[dict]:
-    """The lungmasks manifest's rows with absolute paths and a split by patient."""
+def mask_table(root: Path) -> Path:
+    """A mask folder's table: masks.csv where the folder's manifest lists images (montgomery-shenzhen), else the
+    manifest.csv of a folder of masks (lungmasks). Columns: mask, image, label, source, patient_id."""
     root = Path(root)
-    with open(root / "manifest.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row["mask"] = str((root / row["mask"]).resolve())
-        row["image"] = str((root / row["image"]).resolve())
+    return root / "masks.csv" if (root / "masks.csv").exists() else root / "manifest.csv"
+
+
+def read_masks(roots: Path | list[Path], seed: int = 0) -> list[dict]:
+    """The rows of one or more mask folders with absolute paths and a split by patient."""
+    rows = []
+    for root in [roots] if isinstance(roots, (str, Path)) else roots:
+        root = Path(root)
+        with open(mask_table(root), newline="") as f:
+            found = list(csv.DictReader(f))
+        for row in found:
+            row["mask"] = str((root / row["mask"]).resolve())
+            row["image"] = str((root / row["image"]).resolve())
+        rows += found
     split_of = assign_splits(rows, seed=seed)
     for row in rows:
         row["split"] = split_of[row["patient_id"]]
@@ -107,12 +119,12 @@ def new_segmenter(weights: str = "imagenet") -> LungSegmenter:
     return model
 
 
-def train_segmenter(masks_root: Path, out: Path, epochs: int = 60, batch_size: int = 16, lr: float = 1e-3,
+def train_segmenter(masks_roots: Path | list[Path], out: Path, epochs: int = 60, batch_size: int = 16, lr: float = 1e-3,
                     seed: int = 0, patience: int = 15, weights: str = "imagenet", progress: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    rows = read_masks(masks_root, seed)
+    rows = read_masks(masks_roots, seed)
     split = {name: [r for r in rows if r["split"] == name] for name in ("train", "val", "test")}
     data = {name: load_pairs(split[name]) for name in ("train", "val")}
     model = new_segmenter(weights)

@@ -11,7 +11,7 @@ from pwa.headers import app_headers
 from pwa.serve import MIME_TYPES, build_csp
 
 
-class Site:
+class StaticSite:
     def __init__(self, dist: Path):
         self.files = StaticFiles(directory=Path(dist), html=True)  # no folder listings, nothing outside dist
         self.headers = {**app_headers(build_csp(Path(dist))), "Cache-Control": "no-cache"}
