@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CXR    := $(VENV)/bin/cxr
 
-.PHONY: setup app demo release test bench cxr loso clean
+.PHONY: setup app demo release lint test bench cxr loso clean
 
 setup: $(VENV)/.installed node_modules/.installed
 	@sh scripts/ensure-chromium.sh
@@ -33,7 +33,13 @@ demo: setup
 release: setup
 	$(CXR) release
 
-test: setup
+# Lint (ruff: pyflakes, pycodestyle, import order, 120 columns) and type-check the browser code (tsc on JSDoc
+# types, TypeScript pinned in package.json) before the tests: a clean tree is part of passing.
+lint: setup
+	$(VENV)/bin/ruff check .
+	npm run --silent typecheck
+
+test: setup lint
 	$(PY) -m pytest
 
 # Benchmarks measure the released model by default; see README "Performance".

@@ -13,9 +13,12 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from tests.conftest import REPO, chromium_path
+from tests.conftest import REPO, SHARED_CXR, chromium_path
+from tests.corpus import make_dicom
 
 # Before Playwright's driver starts: report the service worker's own requests too (the privacy test needs them).
 os.environ.setdefault("PW_EXPERIMENTAL_SERVICE_WORKER_NETWORK_EVENTS", "1")
@@ -88,7 +91,8 @@ def playwright():
     path = chromium_path()
     if not path:
         pytest.skip("no chromium on PATH (or CHROMIUM): install Debian's chromium (`sudo apt-get install chromium`)")
-    sync_playwright = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed").sync_playwright
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
+    sync_playwright = playwright_api.sync_playwright
 
     with sync_playwright() as playwright:
         yield playwright
@@ -152,3 +156,34 @@ def context(browser):
 @pytest.fixture
 def app(context, base_url) -> App:
     return App(context, base_url)
+
+
+def phantom_image(label: str, size: int, seed: int) -> np.ndarray:
+    from training.data.phantoms import phantom
+
+    return phantom(np.random.default_rng(seed), label, size)[0]
+
+
+# The parity files: the same PNG, JPEG and DICOM decoded and classified in Python and in the browser.
+@pytest.fixture(scope="module")
+def parity_files(tmp_path_factory) -> list:
+    folder = tmp_path_factory.mktemp("parity")
+    files = []
+    # A PNG: a real radiograph from the shared set when there is one, else a phantom.
+    pngs = sorted((SHARED_CXR / "images").glob("*.png")) if (SHARED_CXR / "manifest.csv").exists() else []
+    if pngs:
+        files.append(pngs[0])
+    else:
+        files.append(folder / "phantom.png")
+        Image.fromarray(phantom_image("Pneumonia", 256, 1)).save(files[-1])
+    # A non-square RGB JPEG (the gray formula and the browser's JPEG decoder).
+    gray = Image.fromarray(phantom_image("COVID-19", 256, 2)).resize((300, 220), Image.Resampling.BILINEAR)
+    tint = Image.merge("RGB", [gray, gray.point(lambda v: int(v * 0.9)), gray.point(lambda v: int(v * 0.8))])
+    files.append(folder / "wide.jpg")
+    tint.save(files[-1], "JPEG", quality=90)
+    # A 16-bit MONOCHROME1 DICOM with rescale slope/intercept and a window (12 bits stored).
+    stored = (4095 - phantom_image("Normal", 200, 3).astype(np.uint16) * 16).astype(np.uint16)
+    files.append(folder / "mono1_16bit.dcm")
+    files[-1].write_bytes(make_dicom(stored, photometric="MONOCHROME1", BitsStored=12, HighBit=11, RescaleSlope=2,
+                                     RescaleIntercept=-1024, WindowCenter=3000, WindowWidth=5000))
+    return files

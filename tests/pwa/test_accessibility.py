@@ -29,7 +29,8 @@ OVERFLOWING = """() => {
     let box = e.parentElement;
     while (box && !["auto", "scroll"].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
     if (box && box.getBoundingClientRect().width > 0 && fits(box.getBoundingClientRect())) continue;
-    out.push(`${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}.${e.className}: ${Math.round(r.left)}..${Math.round(r.right)}`);
+    const name = `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}.${e.className}`;
+    out.push(`${name}: ${Math.round(r.left)}..${Math.round(r.right)}`);
   }
   return out;
 }"""
@@ -130,7 +131,8 @@ def test_keyboard_opens_the_file_chooser_and_focus_is_visible(app):
     assert chooser.value.is_multiple()
     # Every control has an accessible name.
     unnamed = page.evaluate("""() => [...document.querySelectorAll("button, select, input:not([hidden])")]
-      .filter((e) => e.offsetParent !== null && !(e.labels?.length || e.getAttribute("aria-label") || e.textContent.trim()))
+      .filter((e) => e.offsetParent !== null
+        && !(e.labels?.length || e.getAttribute("aria-label") || e.textContent.trim()))
       .map((e) => e.id || e.outerHTML)""")
     assert unnamed == []
 
@@ -162,7 +164,8 @@ def test_usable_at_phone_width(browser, base_url, xrays, viewport):
         name = page.locator("#results-table tbody tr:nth-child(1) th.file-name")
         assert name.get_attribute("title") == LONG_NAME
         assert name.evaluate("""th => { const s = th.querySelector(".truncate"), style = getComputedStyle(s);
-          return style.textOverflow === "ellipsis" && style.whiteSpace === "nowrap" && s.scrollWidth > s.clientWidth; }""")
+          return style.textOverflow === "ellipsis" && style.whiteSpace === "nowrap"
+            && s.scrollWidth > s.clientWidth; }""")
         line = float(name.evaluate("th => parseFloat(getComputedStyle(th).lineHeight) || 20"))
         assert name.locator(".truncate").bounding_box()["height"] < 1.5 * line  # one line of text, not five
     finally:

@@ -50,10 +50,10 @@ def images(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def crafted(tiny_export, node_modules, images, tmp_path_factory):
-    from runtime.predictor import Predictor
-    from pwa.site import build_site
-    from tests.pwa.conftest import Served
     from core.decode import decode
+    from pwa.site import build_site
+    from runtime.predictor import Predictor
+    from tests.pwa.conftest import Served
 
     root = tmp_path_factory.mktemp("crafted")
     export = root / "export"
@@ -249,7 +249,8 @@ def test_report_is_made_offline(app, site, images, tmp_path):
     with page.expect_download() as download:
         page.click("#save-report")
     path = download.value.path()
-    assert download.value.suggested_filename.startswith("cxr-report-") and download.value.suggested_filename.endswith(".png")
+    name = download.value.suggested_filename
+    assert name.startswith("cxr-report-") and name.endswith(".png")
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape[1] == 1200 and image.shape[0] > 400 and image.std() > 10  # a picture and text, not blank
     text = page.text_content("#report-body")

@@ -78,7 +78,8 @@ def _variants(folder) -> dict:
     files = {
         "rgb.png": png_bytes(rgb),
         "rgba.png": png_bytes(rgba),
-        "la.png": png_bytes(Image.merge("LA", [Image.fromarray(rgba[..., 0].copy()), Image.fromarray(rgba[..., 3].copy())])),
+        "la.png": png_bytes(Image.merge("LA", [Image.fromarray(rgba[..., 0].copy()),
+                                               Image.fromarray(rgba[..., 3].copy())])),
         "palette.png": png_bytes(palette),
         "palette_trns.png": png_bytes(palette, transparency=bytes([0, 128, 255, 30])),
         "gray_trns.png": png_bytes(g8, transparency=int(g8[0, 0])),
@@ -124,6 +125,16 @@ def _deflated(dicom: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def _empty_transfer_syntax(dicom: bytes) -> bytes:
+    """The file with its Transfer Syntax UID element present but empty (length 0), the group length adjusted."""
+    tag = b"\x02\x00\x10\x00UI"
+    at = dicom.index(tag)
+    length = struct.unpack("<H", dicom[at + 6:at + 8])[0]
+    out = dicom[:at] + tag + b"\x00\x00" + dicom[at + 8 + length:]
+    group = out.index(b"\x02\x00\x00\x00UL\x04\x00") + 8
+    return out[:group] + struct.pack("<I", struct.unpack("<I", out[group:group + 4])[0] - length) + out[group + 4:]
+
+
 def _browser_decode(page, path):
     return page.evaluate(DECODE, [base64.b64encode(path.read_bytes()).decode(), path.name])
 
@@ -156,6 +167,20 @@ def test_bad_inputs_are_refused_with_python_reasons(app, tmp_path):
         with pytest.raises(DecodeError) as python:
             decode(path)
         assert expected in python.value.reason
+
+
+def test_empty_transfer_syntax_is_refused_like_python(app, tmp_path):
+    """A Transfer Syntax UID that is there but empty: Python refuses the transfer syntax "", and so does the browser
+    (it used to fail on it with a TypeError: dicom-parser's string() is undefined for an empty element)."""
+    from core.decode import DecodeError, decode
+
+    path = tmp_path / "empty_ts.dcm"
+    path.write_bytes(_empty_transfer_syntax(make_dicom(np.arange(16, dtype=np.uint8).reshape(4, 4))))
+    with pytest.raises(DecodeError) as python:
+        decode(path)
+    assert "DICOM transfer syntax  () is not supported" in python.value.reason
+    app.open(offline_ready=False)
+    assert _browser_decode(app.page, path)["error"] == python.value.reason
 
 
 def test_contract_constants_match_python(app):

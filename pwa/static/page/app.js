@@ -1,3 +1,4 @@
+// @ts-check
 // The page: file inputs and the drop zone, the batch loop (one file at a time in the worker), the table, the
 // viewer, the model card and the engine status. Decoding and inference run in worker.js; the service worker
 // (sw.js) is registered by sw-register.js.
@@ -15,6 +16,8 @@ import { INFERNO } from "../shared/contract.js";
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 
+/** card: model.json, build: build.json (as parsed); files: the batch; shown: the row in the viewer (-1: none). */
+/** @type {{card: any, build: any, files: File[], batch: number, running: boolean, shown: number, ready: boolean}} */
 const state = { card: null, build: null, files: [], batch: 0, running: false, shown: -1, ready: false };
 
 const status = $("#status");
@@ -60,7 +63,8 @@ function showEngine(info) {
     build: state.build?.build ?? "",
   });
   engine.textContent = `Engine: onnxruntime-web ${info.ort} (WebAssembly, ${info.threads} ` +
-    `thread${info.threads === 1 ? "" : "s"}${info.isolated ? ", cross-origin isolated" : ", not cross-origin isolated"})` +
+    `thread${info.threads === 1 ? "" : "s"}` +
+    `${info.isolated ? ", cross-origin isolated" : ", not cross-origin isolated"})` +
     ` · model ${info.model} (${info.precision}) · version ${info.version}` +
     (state.build ? ` · build ${state.build.build.slice(0, 12)}` : "");
 }
@@ -219,7 +223,9 @@ function wireInputs() {
   for (const id of ["#heat-class", "#heat-scale"]) {
     $(id).addEventListener("change", () => redrawHeat().catch((e) => setStatus(e.message, "error")));
   }
-  $("#save-report").addEventListener("click", () => saveReport().catch((e) => setStatus(`Cannot save the report: ${e.message}`, "error")));
+  $("#save-report").addEventListener("click", () => {
+    saveReport().catch((e) => setStatus(`Cannot save the report: ${e.message}`, "error"));
+  });
   $("#print-report").addEventListener("click", () => {
     if (currentReport()) window.print();
   });

@@ -1,3 +1,4 @@
+// @ts-check
 // The main thread's handle on the inference worker: request() returns a promise for the worker's reply.
 
 export class InferenceClient {

@@ -1,3 +1,4 @@
+// @ts-check
 // The results table as CSV (RFC 4180), made in the page and saved with a Blob: nothing is uploaded. What a row
 // states comes from verdict.js, as in the table: an out-of-distribution file has an empty prediction and band, and
 // `withheld` says why; its probabilities stay in their columns (the model's raw output, for analysis).

@@ -1,3 +1,4 @@
+// @ts-check
 // Saving something the page made (the CSV, the report PNG): a Blob behind an object URL on a `download` link. It
 // is a download, not a fetch, so it works offline and nothing leaves the device.
 

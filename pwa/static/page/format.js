@@ -1,3 +1,4 @@
+// @ts-check
 // Number formatting shared by the table, the viewer and the model card.
 
 export const percent = (p, digits = 1) => `${(100 * p).toFixed(digits)} %`;

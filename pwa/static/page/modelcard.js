@@ -1,3 +1,4 @@
+// @ts-check
 // The model card, from model.json: what the model is, what it was trained on, how it did on held-out test data
 // (per model file, with 95 % confidence intervals, and per source) and on sources it never saw, when it marks a
 // result uncertain and how right each band was, how often it flags non-X-rays, its limits and its intended use.
@@ -16,9 +17,12 @@ function table(caption, head, rows) {
   return el("div", { className: "table-scroll", role: "region", tabIndex: 0, "aria-label": caption },
     el("table", { className: "card-table" },
       el("caption", { textContent: caption }),
-      el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { scope: "col", className: i ? "num" : "", textContent: h })))),
+      el("thead", {}, el("tr", {},
+        head.map((h, i) => el("th", { scope: "col", className: i ? "num" : "", textContent: h })))),
       el("tbody", {}, rows.map((cells) => el("tr", {},
-        cells.map((c, i) => (i === 0 ? el("th", { scope: "row", textContent: c }) : el("td", { className: "num" }, c))))))));
+        cells.map((c, i) => (i === 0
+          ? el("th", { scope: "row", textContent: c })
+          : el("td", { className: "num" }, c))))))));
 }
 
 const withCi = (value, ci) => {
@@ -53,7 +57,9 @@ function trainingData(card) {
       rows.push([`${split}: ${source}`, ...card.classes.map((c) => String(byClass?.[c] ?? 0))]);
     }
   }
-  if (rows.length) section.append(table("Images per split, source and class", ["split: source", ...card.classes], rows));
+  if (rows.length) {
+    section.append(table("Images per split, source and class", ["split: source", ...card.classes], rows));
+  }
   return section;
 }
 
@@ -90,7 +96,8 @@ function metricsFor(card, file, info) {
 function uncertainty(card) {
   const u = card.uncertainty;
   if (!u) return null;
-  const section = el("section", { id: "uncertainty-card" }, el("h3", { textContent: "When a result is marked uncertain" }),
+  const section = el("section", { id: "uncertainty-card" },
+    el("h3", { textContent: "When a result is marked uncertain" }),
     el("ul", {}, (u.summary ?? []).map((text) => el("li", { textContent: text }))));
   const rows = [["confident", u.bands?.confident], ["uncertain", u.bands?.uncertain]].map(([name, b]) => [name,
     String(b?.n ?? 0), b?.n ? withCi(b.accuracy, b.ci95) : "not measured"]);
@@ -136,13 +143,15 @@ export function renderModelCard(container, card) {
     el("section", {}, el("h3", { textContent: "Intended use" }), el("p", { textContent: card.intended_use ?? "" })),
     el("section", {}, el("h3", { textContent: "Limitations" }),
       el("ul", {}, (card.limitations ?? []).map((text) => el("li", { textContent: text })))),
-    card.shortcuts?.summary?.length ? el("section", { id: "known-bias" }, el("h3", { textContent: "Known bias: source and label" }),
+    card.shortcuts?.summary?.length ? el("section", { id: "known-bias" },
+      el("h3", { textContent: "Known bias: source and label" }),
       el("ul", {}, card.shortcuts.summary.map((text) => el("li", { textContent: text })))) : null,
     unseenSources(card),
     uncertainty(card),
     about,
     trainingData(card),
-    ...Object.entries(card.files ?? {}).sort(([a], [b]) => (a === card.default_model ? -1 : b === card.default_model ? 1 : 0))
+    ...Object.entries(card.files ?? {})
+      .sort(([a], [b]) => (a === card.default_model ? -1 : b === card.default_model ? 1 : 0))
       .map(([file, info]) => metricsFor(card, file, info)),
   ];
   const checks = card.verification ?? [];

@@ -1,3 +1,4 @@
+// @ts-check
 // The per-image report, made in the page with no network: a PNG (a 2-D canvas, saved through a download link) and
 // the same lines in a printable section (#report, shown only by the print stylesheet). Both come from
 // reportLines(), so the saved file and the printout say the same thing.
@@ -33,9 +34,11 @@ export function reportLines(result, card, view, now = new Date()) {
       ? `unlike the chest X-rays the model was trained on, or not one (score ${fixed(result.oodScore, 1)}, above ` +
         `the threshold ${threshold})`
       : `like the chest X-rays the model was trained on (score ${fixed(result.oodScore, 1)}, threshold ${threshold})`],
-    ["Heatmap", view.heat ? `Grad-CAM of ${view.heat.className}, ${view.heat.scale}; not a lesion outline` : "withheld"],
+    ["Heatmap", view.heat
+      ? `Grad-CAM of ${view.heat.className}, ${view.heat.scale}; not a lesion outline` : "withheld"],
     ...lungLines(result),
-    ["Model", `${card.name} version ${card.version}, ${result.model} (${card.files?.[result.model]?.precision ?? "?"})`],
+    ["Model", `${card.name} version ${card.version}, ${result.model} ` +
+      `(${card.files?.[result.model]?.precision ?? "?"})`],
     card.demo ? ["Demo model", "trained on synthetic images: its outputs on real X-rays mean nothing"] : null,
     ["Disclaimer", DISCLAIMER],
   ];
@@ -47,12 +50,14 @@ export function renderReportSection(container, lines, picture) {
   const parts = [el("p", { className: "report-title", textContent: TITLE })];
   if (picture) {
     const copy = Object.assign(document.createElement("canvas"), { width: picture.width, height: picture.height });
-    copy.getContext("2d").drawImage(picture, 0, 0);
+    const context = /** @type {CanvasRenderingContext2D} */ (copy.getContext("2d")); // a new canvas always has one
+    context.drawImage(picture, 0, 0);
     copy.setAttribute("role", "img");
     copy.setAttribute("aria-label", "The image with its heatmap");
     parts.push(copy);
   }
-  parts.push(el("dl", {}, lines.flatMap(([label, text]) => [el("dt", { textContent: label }), el("dd", { textContent: text })])));
+  parts.push(el("dl", {}, lines.flatMap(([label, text]) => [
+    el("dt", { textContent: label }), el("dd", { textContent: text })])));
   container.replaceChildren(...parts);
 }
 
@@ -80,7 +85,7 @@ function wrap(context, text, width) {
 export function reportPng(lines, picture) {
   const textX = MARGIN + (picture ? PICTURE + GAP : 0);
   const textWidth = WIDTH - textX - MARGIN;
-  const measure = document.createElement("canvas").getContext("2d");
+  const measure = /** @type {CanvasRenderingContext2D} */ (document.createElement("canvas").getContext("2d"));
   measure.font = FONT;
   const blocks = lines.map(([label, text]) => [label, wrap(measure, text, textWidth)]);
   const textHeight = blocks.reduce((h, [, wrapped]) => h + LINE * (1 + wrapped.length) + 10, 0);
@@ -88,7 +93,7 @@ export function reportPng(lines, picture) {
   const top = MARGIN + 48;
   const height = top + Math.max(textHeight, picture ? picture.height * scale : 0) + MARGIN;
   const canvas = Object.assign(document.createElement("canvas"), { width: WIDTH, height: Math.ceil(height) });
-  const context = canvas.getContext("2d");
+  const context = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
   context.fillStyle = "#ffffff";
   context.fillRect(0, 0, canvas.width, canvas.height);
   context.fillStyle = "#12304d";

@@ -1,3 +1,4 @@
+// @ts-check
 // The results table: one row per file, filled in as the worker answers. Each row carries its result in data-*
 // attributes too (full-precision probabilities, the class shown, the raw top class, band, OOD flag, hottest cell,
 // error), for scripts and tests. What a row states comes from verdict.js: an out-of-distribution file shows no

@@ -1,3 +1,4 @@
+// @ts-check
 // Service worker registration, and what the page does when it changes:
 // - first visit from a host without COOP/COEP headers: once the service worker controls the page (and adds them),
 //   reload once to become cross-origin isolated (guarded in sessionStorage: never a reload loop);

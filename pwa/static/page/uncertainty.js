@@ -1,3 +1,4 @@
+// @ts-check
 // The uncertainty band of one result, from model.json's `uncertainty` rule: the browser's copy of
 // export/uncertainty.py `band()`, line for line (the rule is chosen at export time on the validation split; the
 // browser and the Python predictor must give every file the same band, and a test checks both on the same numbers).

@@ -1,3 +1,4 @@
+// @ts-check
 // What the app states about one result, in one place for the viewer, the table, the CSV, the report and the live
 // region, so they cannot disagree:
 // - out of distribution: no diagnosis (no class, no band), and why;

@@ -1,3 +1,4 @@
+// @ts-check
 // The viewer: what the app states about one file (verdict.js), the image with the chosen class's heatmap over it,
 // the probabilities and the heatmap controls. Pictures arrive as ImageBitmaps from the worker.
 //
@@ -26,6 +27,11 @@ const SCALES = {
 };
 
 export class Viewer {
+  /**
+   * @param {HTMLElement} root the viewer's section
+   * @param {any} card model.json
+   * @param {{onReveal?: (result: any) => void}} [options] onReveal: the user asked to see a withheld output
+   */
   constructor(root, card, { onReveal } = {}) {
     this.root = root;
     this.card = card;
@@ -67,8 +73,10 @@ export class Viewer {
     });
     this.applyOpacity();
     this.describeScale();
+    /** @type {any} the shown file's result (worker.js `classify`), with its verdict */
     this.result = null;
     this.revealed = false;
+    /** @type {{width: number, height: number} | null} the picture's size; null: no picture */
     this.size = null;
   }
 
@@ -100,6 +108,10 @@ export class Viewer {
     return Boolean(this.result && !this.result.error && this.result.ood && !this.revealed);
   }
 
+  /**
+   * @param {any} result the file's result (worker.js `classify`), with its verdict
+   * @param {{image: ImageBitmap, heat: ImageBitmap, outline?: ImageBitmap} | null} pictures null: none yet
+   */
   show(result, pictures) {
     if (result !== this.result) {
       // A new file starts from the defaults: its own predicted class, its output withheld if it is OOD.
@@ -112,7 +124,7 @@ export class Viewer {
     this.root.dataset.ood = String(Boolean(result.ood));
     this.render();
     if (result.error) this.clearPictures();
-    else if (pictures) this.setPictures(pictures.image, pictures.heat);
+    else if (pictures) this.setPictures(pictures.image, pictures.heat, pictures.outline);
   }
 
   render() {
@@ -194,7 +206,7 @@ export class Viewer {
   picture() {
     if (!this.size || this.figure.hidden) return null;
     const canvas = Object.assign(document.createElement("canvas"), this.size);
-    const context = canvas.getContext("2d");
+    const context = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
     context.drawImage(this.imageCanvas, 0, 0);
     if (!this.heatCanvas.hidden) {
       context.globalAlpha = Number(this.opacity.value) / 100;
@@ -207,6 +219,11 @@ export class Viewer {
     return canvas;
   }
 
+  /**
+   * @param {ImageBitmap} image the gray image
+   * @param {ImageBitmap} [heat] the heatmap
+   * @param {ImageBitmap | null} [outline] the lung fields, for a model with a lung segmenter
+   */
   setPictures(image, heat, outline = null) {
     // A bitmaprenderer canvas keeps its own width/height and scales the bitmap to them: match them first.
     this.size = { width: image.width, height: image.height };

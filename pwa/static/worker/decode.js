@@ -1,3 +1,4 @@
+// @ts-check
 // A file (Blob) -> {width, height, data: Float32Array of gray values 0..255}, or a DecodeError naming the file and
 // the reason: the browser's side of core/decode.py. docs/decoding.md is the contract for both.
 import { MAX_PIXELS, OTHER_FORMATS } from "../shared/contract.js";
@@ -10,7 +11,9 @@ export { DecodeError, MAX_PIXELS };
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 const DECODERS = { png: decodePng, jpeg: decodeJpeg, dicom: decodeDicom };
-const FAILURE = { png: "truncated or corrupt PNG", jpeg: "truncated or corrupt JPEG", dicom: "truncated or corrupt DICOM" };
+const FAILURE = {
+  png: "truncated or corrupt PNG", jpeg: "truncated or corrupt JPEG", dicom: "truncated or corrupt DICOM",
+};
 
 const startsWith = (bytes, magic, offset = 0) =>
   bytes.length >= offset + magic.length && magic.every((b, i) => bytes[offset + i] === b);

@@ -1,3 +1,4 @@
+// @ts-check
 // DICOM -> gray with dicom-parser (docs/decoding.md §6): the same checks, in the same order, with the same
 // reasons as core/decode.py, then modality LUT, VOI (window or VOI LUT), MONOCHROME1, all in float64 and
 // rounded to float32 once at the end. JPEG frames are decoded by the browser, like Pillow decodes them for pydicom.
@@ -62,8 +63,12 @@ async function parse(bytes, source, maxPixels) {
   if (meta.position >= bytes.length) {
     throw new DecodeError(source, "truncated or corrupt DICOM: no data elements after the file meta header");
   }
-  const ts = meta.elements[TAG.TransferSyntaxUID] ? meta.string(TAG.TransferSyntaxUID).replace(/\0/g, "").trim() : "";
-  if (!ts) throw new DecodeError(source, "DICOM file meta has no Transfer Syntax UID");
+  if (!meta.elements[TAG.TransferSyntaxUID]) {
+    throw new DecodeError(source, "DICOM file meta has no Transfer Syntax UID");
+  }
+  // One that is there but empty (string() is undefined for length 0) is the transfer syntax "", which check()
+  // refuses as core/decode.py does.
+  const ts = (meta.string(TAG.TransferSyntaxUID) ?? "").replace(/\0/g, "").trim();
   let body = bytes, start = meta.position;
   if (ts === DEFLATED) {
     // generous cap: the largest allowed image (3 samples of 8 bits, or 1 of 16) plus room for the other elements
@@ -78,7 +83,9 @@ async function parse(bytes, source, maxPixels) {
       body = await inflate([deflated.subarray(0, deflated.length - 1)], "deflate-raw", limit);
     }
     start = 0;
-    if (!body.length) throw new DecodeError(source, "truncated or corrupt DICOM: no data elements after the file meta header");
+    if (!body.length) {
+      throw new DecodeError(source, "truncated or corrupt DICOM: no data elements after the file meta header");
+    }
   }
   const parser = ts === BIG_ENDIAN ? dicomParser.bigEndianByteArrayParser : dicomParser.littleEndianByteArrayParser;
   const stream = new dicomParser.ByteStream(parser, body, start);
@@ -115,9 +122,12 @@ function check(ds, ts, source, maxPixels) {
   if (samples === 1 && (photometric === "MONOCHROME1" || photometric === "MONOCHROME2")) allowedBits = [8, 16];
   else if (samples === 3 && (photometric === "RGB" || (JPEG_YCBCR.includes(photometric) && jpeg))) allowedBits = [8];
   else {
-    throw fail(`DICOM photometric interpretation ${pyValue(photometric)} (${samples} samples per pixel) is not supported`);
+    throw fail(`DICOM photometric interpretation ${pyValue(photometric)} (${samples} samples per pixel) ` +
+      "is not supported");
   }
-  if (!allowedBits.includes(bits)) throw fail(`DICOM ${photometric} with BitsAllocated ${pyValue(bits)} is not supported`);
+  if (!allowedBits.includes(bits)) {
+    throw fail(`DICOM ${photometric} with BitsAllocated ${pyValue(bits)} is not supported`);
+  }
   if (ds.elements[TAG.ModalityLUTSequence]) {
     throw fail("DICOM Modality LUT Sequence is not supported (only Rescale Slope/Intercept)");
   }

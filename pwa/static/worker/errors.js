@@ -1,3 +1,4 @@
+// @ts-check
 // The one error type of decoding, as in core/decode.py: DecodeError("{source}: {reason}").
 
 export class DecodeError extends Error {

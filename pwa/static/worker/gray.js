@@ -1,3 +1,4 @@
+// @ts-check
 // docs/decoding.md §3: RGB -> gray and compositing on black, every step rounded to float32 like numpy does.
 // fround of a + - * / done in double on two float32 values is exactly the float32 result of that operation.
 import { GRAY_WEIGHTS } from "../shared/contract.js";

@@ -1,3 +1,4 @@
+// @ts-check
 // The heatmap of one class from the model's `cam` output [3, h, w] (already ReLU'd Grad-CAM): its hottest cell,
 // and a coloured RGBA overlay at display size: bilinear upsampling with half-pixel centres (core/heatmap.py
 // `upsample`), put on a display scale (`heatValues`, the same formula as heatmap.py's `heat_values`), inferno

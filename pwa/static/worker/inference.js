@@ -1,3 +1,4 @@
+// @ts-check
 // onnxruntime-web (wasm execution provider) in the worker: one session per model file, created once and reused.
 import * as ort from "../../vendor/ort/ort.wasm.min.mjs";
 
@@ -23,7 +24,7 @@ export async function fetchBuildFile(url, file, expectedSha256, cacheName) {
   if (!response.ok) throw new Error(`cannot load ${file}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   if (expectedSha256 && (await sha256Hex(bytes)) !== expectedSha256) {
-    if (cached) await cache.delete(url);
+    if (cached) await cache?.delete(url);
     throw new Error(`${file} does not match its SHA-256 (a partial or mixed deployment?)`);
   }
   if (cache && !cached) {

@@ -1,3 +1,4 @@
+// @ts-check
 // zlib / raw deflate through the browser's own DecompressionStream, with a cap on the output (no zip bombs).
 
 /**

@@ -1,3 +1,4 @@
+// @ts-check
 // JPEG -> gray (docs/decoding.md §5): this module reads the marker segments itself (size and components from the
 // frame header, checked before decoding; a file that ends before its EOI marker is truncated, as Pillow says),
 // and the browser's decoder (libjpeg-turbo in Chromium, like Pillow) turns the scans into pixels.
@@ -68,7 +69,8 @@ export async function decodeJpegRgba(bytes) {
   });
   try {
     const { width, height } = bitmap;
-    const context = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+    const context = /** @type {OffscreenCanvasRenderingContext2D} */ (
+      new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true }));
     context.drawImage(bitmap, 0, 0);
     return { width, height, rgba: context.getImageData(0, 0, width, height).data };
   } finally {

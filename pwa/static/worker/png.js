@@ -1,3 +1,4 @@
+// @ts-check
 // PNG -> gray, read by this module rather than by the browser's decoder (docs/decoding.md §4).
 //
 // A canvas cannot give the values Python has: it reduces 16-bit samples to 8 bits and stores colours
@@ -75,7 +76,9 @@ function readHeader(data) {
   if (!(header.colorType in DEPTHS) || !DEPTHS[header.colorType].includes(header.depth)) {
     throw new Error(`unknown color type / bit depth ${header.colorType} / ${header.depth}`);
   }
-  if (data[10] !== 0 || data[11] !== 0 || header.interlace > 1) throw new Error("unknown compression, filter or interlace method");
+  if (data[10] !== 0 || data[11] !== 0 || header.interlace > 1) {
+    throw new Error("unknown compression, filter or interlace method");
+  }
   return header;
 }
 
@@ -209,7 +212,8 @@ function toGray(samples, header, palette, trns) {
   return out;
 }
 
-/** PNG bytes -> {width, height, data: Float32Array}. Errors other than DecodeError become "truncated or corrupt PNG". */
+/** PNG bytes -> {width, height, data: Float32Array}.
+ * Errors other than DecodeError become "truncated or corrupt PNG". */
 export async function decodePng(bytes, source, maxPixels) {
   const { header, palette, trns, idat, truncated } = readChunks(bytes);
   checkSize(source, header.width, header.height, maxPixels);

@@ -1,3 +1,4 @@
+// @ts-check
 // Pictures for the viewer, made in the worker: the gray image (reduced to at most `maxSide` pixels a side by
 // averaging blocks) and the heatmap at the same size, both as transferable ImageBitmaps.
 import { heatRgba } from "./heatmap.js";

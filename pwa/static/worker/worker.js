@@ -1,3 +1,4 @@
+// @ts-check
 // The app's inference worker: decode -> onnxruntime-web -> heatmap, one file at a time, off the main thread.
 //
 // Messages in: {id, type, ...} with type init | setModel | classify | render | heatmap | cancel. Replies:
@@ -175,7 +176,8 @@ async function pump() {
 self.onmessage = ({ data }) => {
   if (data.type === "cancel") {
     for (let i = queue.length - 1; i >= 0; i--) {
-      if (queue[i].type === "classify") self.postMessage({ id: queue.splice(i, 1)[0].id, ok: true, result: { cancelled: true } });
+      if (queue[i].type !== "classify") continue;
+      self.postMessage({ id: queue.splice(i, 1)[0].id, ok: true, result: { cancelled: true } });
     }
     return;
   }
