@@ -121,7 +121,8 @@ def build(args, site: bool = True) -> dict:
                          arch=args.arch or (DEMO["arch"] if demo else "resnet50"),
                          weights=args.weights or (DEMO["weights"] if demo else "auto"),
                          epochs=args.epochs or (DEMO["epochs"] if demo else 30),
-                         lr=args.lr or (DEMO["lr"] if demo else 3e-4), batch_size=args.batch_size, seed=args.seed)
+                         lr=args.lr or (DEMO["lr"] if demo else 3e-4), batch_size=args.batch_size, seed=args.seed,
+                         **getattr(args, "train_options", {}))  # e.g. the release recipe's remedies
 
     def train_stage(resume):
         if not (resume and (run_dir / "last.pt").exists()):

@@ -21,8 +21,9 @@ from datetime import UTC
 from pathlib import Path
 
 from core.jsonio import write_json
+from runtime.paths import RELEASE_DIR, REPO
 
-from .pipeline import RELEASE_DIR, REPO, build
+from .pipeline import build
 
 # The released model's recipe: the best the project can honestly make from ../shared/data today (README Results).
 RECIPE = {"arch": "efficientnet_lite0", "weights": "imagenet", "epochs": 30, "lr": 3e-4, "batch_size": 32, "seed": 0,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cxr.pipeline import RELEASE_DIR, REPO
 from cxr.release import HELD_OUT, SHARED_DATA, release, rescore
+from runtime.paths import RELEASE_DIR, REPO
 
 
 def add_arguments(parser) -> None:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cxr.pipeline import RELEASE_DIR
+from runtime.paths import RELEASE_DIR
 from tests.conftest import REPO
 
 TINY = ["--demo", "--phantoms", "36", "--size", "64", "--epochs", "2", "--batch-size", "12"]

@@ -14,8 +14,17 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name, command in COMMANDS.items():
-        assert name in out and command.help.split(",")[0][:30] in " ".join(out.split())
+    for name, (_, text) in COMMANDS.items():
+        assert name in out and text.split(",")[0][:30] in " ".join(out.split())
+
+
+def test_every_command_module_has_add_arguments_and_run():
+    import importlib
+
+    for name, (module, _) in COMMANDS.items():
+        loaded = importlib.import_module(module)
+        assert callable(loaded.add_arguments) and callable(loaded.run), name
+        assert module.split(".")[-2:] == ["commands", module.split(".")[-1]] or module == "api.commands", name
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -12,8 +12,8 @@ from core.checksum import sha256_file
 from core.classes import CLASSES
 from core.decode import decode
 from core.metrics import evaluate_predictions
-from cxr.pipeline import RELEASE_DIR, REPO
 from cxr.release import SHARED_DATA
+from runtime.paths import RELEASE_DIR, REPO
 from runtime.predictor import Predictor
 
 MAX_RELEASE_BYTES = 20_000_000
