@@ -158,6 +158,24 @@ def training_sentence(summary: dict) -> str:
             f"{summary['patients']} patients")
 
 
+def one_source_classes(summary: dict, share: float = 0.9) -> list[str]:
+    """A sentence for each class whose training images come (almost) all from one source: there the model cannot
+    separate the disease from the look of that collection (docs/shortcuts.md)."""
+    totals: dict[str, dict[str, int]] = {}
+    for source, by_class in summary["counts"].get("train", {}).items():
+        for label, n in by_class.items():
+            totals.setdefault(label, {})[source] = totals.get(label, {}).get(source, 0) + n
+    sentences = []
+    for label in CLASSES:
+        by_source = {k: v for k, v in totals.get(label, {}).items() if v}
+        if by_source and max(by_source.values()) >= share * sum(by_source.values()):
+            main = max(by_source, key=by_source.get)
+            sentences.append(f"Every or nearly every {label} training image comes from one source ({main}, "
+                             f"{max(by_source.values())} of {sum(by_source.values())}): for {label} the model may "
+                             "have learned that collection's look as much as the disease.")
+    return sentences
+
+
 def limitations(summary: dict, demo: bool, external: dict | None = None) -> list[str]:
     """`external`: the model's scores on sources it never saw (export/external.py), when measured."""
     if demo:
@@ -170,6 +188,7 @@ def limitations(summary: dict, demo: bool, external: dict | None = None) -> list
               "validation has been done." if unseen else
               "Metrics come from a held-out split of the same sources, by patient; external validation has not been "
               "done."),
+             *one_source_classes(summary),
              "Only frontal chest radiographs of adults are in scope; other images should be flagged as "
              "out-of-distribution, but the flag can miss.",
              "The heatmap shows what drove the score, not where disease is."]

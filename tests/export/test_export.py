@@ -139,3 +139,17 @@ def test_shortcut_report_of_two_sources_uses_the_evaluation_s_probe():
     assert {(w["source"], w["pair"]) for w in report["within_source"]} == {("ieee8023", "COVID-19 vs Pneumonia"),
                                                                            ("nih", "Normal vs Pneumonia")}
     assert any("90% of cases" in s for s in report["summary"])
+
+
+def test_the_card_names_each_class_that_comes_from_one_source():
+    from export.card import one_source_classes
+
+    summary = {"counts": {"train": {
+        "ieee8023": {"COVID-19": 50, "Normal": 2, "Pneumonia": 10},
+        "nih": {"COVID-19": 0, "Normal": 40, "Pneumonia": 40},
+        "shenzhen": {"COVID-19": 0, "Normal": 20, "Pneumonia": 0}}}}
+    sentences = one_source_classes(summary)
+    assert len(sentences) == 1 and "COVID-19" in sentences[0] and "ieee8023, 50 of 50" in sentences[0]
+    summary["counts"]["train"]["shenzhen"]["Normal"] = 0  # Normal: 40 of 42 from NIH, at least 90%
+    assert [s.split(" training")[0] for s in one_source_classes(summary)] == [
+        "Every or nearly every COVID-19", "Every or nearly every Normal"]
