@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from core.classes import CLASSES
 from core.markdown import table as markdown_table
 from core.metrics import macro_auc
 from runtime.session import open_session
@@ -82,9 +83,8 @@ def parity_batch(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    labels = ("COVID-19", "Normal", "Pneumonia")
-    images = [np.asarray(Image.fromarray(phantom(rng, labels[i % 3], 256)[0]).resize((width, height), Image.BICUBIC),
-                         np.float32) for i in range(n)]
+    images = [np.asarray(Image.fromarray(phantom(rng, CLASSES[i % len(CLASSES)], 256)[0])
+                         .resize((width, height), Image.BICUBIC), np.float32) for i in range(n)]
     return np.stack(images)[:, None]
 
 
