@@ -12,7 +12,8 @@ from training.evaluation.loso import VARIANTS, loso_table, run_name, run_variant
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="SRC",
-                        help="datasets: ../shared/data/cxr and ../shared/data/hannover (repeatable)")
+                        help="datasets: ../shared/data/cxr, ../shared/data/hannover, "
+                             "../shared/data/montgomery-shenzhen (repeatable; a fold needs its source)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs, results and the table")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--epochs", type=int, default=8,
