@@ -49,14 +49,15 @@ bench: setup
 
 # Research runs on the shared 611 images (long: run them in the background), with the defaults the unseen-source
 # comparison chose (docs/shortcuts.md, "leave-one-source-out"): EfficientNet-Lite0 with ImageNet weights,
-# harmonisation, ../shared/data/cxr only (Hannover stays the held-out hospital), the lung segmenter's evidence
-# outputs. ARCH/WEIGHTS select another model, e.g. `make cxr ARCH=resnet50 WEIGHTS=none`; TRAIN_ARGS adds training
-# options (e.g. --balance-sources, --select within_source, --adversary 0.3) and TAG names the run folder.
+# harmonisation, processing-style randomisation (--style: "Normal from three hospitals"), ../shared/data/cxr only
+# (Hannover, Montgomery and Shenzhen stay held-out hospitals), the lung segmenter's evidence outputs. ARCH/WEIGHTS
+# select another model, e.g. `make cxr ARCH=resnet50 WEIGHTS=none`; TRAIN_ARGS sets the training options (default
+# --style; e.g. --balance-sources, --select within_source, --adversary 0.3) and TAG names the run folder.
 CXR_DATA ?= ../shared/data/cxr
 ARCH   ?= efficientnet_lite0
 WEIGHTS ?= imagenet
 LUNGS  ?= models/lung-segmenter/lungs.pt
-TRAIN_ARGS ?=
+TRAIN_ARGS ?= --style
 TAG    ?=
 RUN    := work/cxr/$(ARCH)-$(WEIGHTS)$(TAG)
 cxr: setup
