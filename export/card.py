@@ -40,17 +40,23 @@ def _project_version() -> str:
 CONFOUNDED_SHARE = 0.8  # a class with this share of its images from one source is confounded with it
 
 
+def images_per_class_and_source(splits) -> dict[str, dict[str, int]]:
+    """{label: {source: images}} summed over `splits` (data_summary `counts` values: {source: {label: n}})."""
+    per_class: dict[str, dict[str, int]] = {}
+    for split in splits:
+        for source, by_class in split.items():
+            for label, n in by_class.items():
+                per_class.setdefault(label, {}).setdefault(source, 0)
+                per_class[label][source] += n
+    return per_class
+
+
 def shortcut_report(summary: dict, source_probe: dict | None, labels, probabilities, patients, sources,
                     n_boot: int) -> dict:
     """How far the model could be recognising the source instead of the disease, in plain words and numbers: where
     each class's training images came from, the source probe (measured by `cxr evaluate`), and discrimination
     inside a single source (on this export's fp32 outputs)."""
-    per_class = {}
-    for split in summary["counts"].values():
-        for source, by_class in split.items():
-            for label, n in by_class.items():
-                per_class.setdefault(label, {}).setdefault(source, 0)
-                per_class[label][source] += n
+    per_class = images_per_class_and_source(summary["counts"].values())
     shares = {label: {s: n / max(sum(c.values()), 1) for s, n in sorted(c.items(), key=lambda kv: -kv[1]) if n}
               for label, c in per_class.items()}
     report = {"class_sources": shares, "source_probe": None, "within_source": [], "summary": []}
@@ -161,10 +167,7 @@ def training_sentence(summary: dict) -> str:
 def one_source_classes(summary: dict, share: float = 0.9) -> list[str]:
     """A sentence for each class whose training images come (almost) all from one source: there the model cannot
     separate the disease from the look of that collection (docs/shortcuts.md)."""
-    totals: dict[str, dict[str, int]] = {}
-    for source, by_class in summary["counts"].get("train", {}).items():
-        for label, n in by_class.items():
-            totals.setdefault(label, {})[source] = totals.get(label, {}).get(source, 0) + n
+    totals = images_per_class_and_source([summary["counts"].get("train", {})])
     sentences = []
     for label in CLASSES:
         by_source = {k: v for k, v in totals.get(label, {}).items() if v}

@@ -133,23 +133,25 @@ def _summary(rows, skipped, notes, n_cached, n_records) -> dict:
 ADULT_AGE = 18
 
 
+def _age(row: dict) -> float | None:
+    try:
+        age = float(row.get("age") or "")
+    except ValueError:  # empty or not a number: unknown
+        return None
+    return age if age == age else None  # "nan": unknown too
+
+
 def age_check(rows: list[dict]) -> dict:
     """Where an `age` column gives ages: how many images have one, and whether the children among them (under
     ADULT_AGE) all carry one label. Children's films differ in body size, proportions and growth plates; when they
     come from one class only, a model can learn age as that class's cue (a shortcut a user's data may hold even
     though ../shared/data holds no children)."""
-    ages = {}
-    for r in rows:
-        try:
-            ages[id(r)] = float(r.get("age") or "nan")
-        except ValueError:
-            continue
-    known = [r for r in rows if id(r) in ages and ages[id(r)] == ages[id(r)]]
-    children = [r for r in known if ages[id(r)] < ADULT_AGE]
-    by_label = dict(sorted(Counter(r["label"] for r in children).items()))
+    known = [(r["label"], age) for r in rows if (age := _age(r)) is not None]
+    children = [label for label, age in known if age < ADULT_AGE]
+    by_label = dict(sorted(Counter(children).items()))
     result = {"images_with_age": len(known), "children": len(children), "children_by_label": by_label,
               "warning": None}
-    if len(by_label) == 1 and len({r["label"] for r in known}) > 1:
+    if len(by_label) == 1 and len({label for label, _ in known}) > 1:
         (label, n), = by_label.items()
         result["warning"] = (f"all {n} children (under {ADULT_AGE}) are labelled {label}: a model can learn age as a "
                              f"cue for {label}; leave them out, or add children of the other classes")
