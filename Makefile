@@ -57,6 +57,7 @@ CXR_DATA ?= ../shared/data/cxr
 ARCH   ?= efficientnet_lite0
 WEIGHTS ?= imagenet
 LUNGS  ?= models/lung-segmenter/lungs.pt
+GATE   ?= models/chest-gate/gate.pt
 TRAIN_ARGS ?= --style
 TAG    ?=
 RUN    := work/cxr/$(ARCH)-$(WEIGHTS)$(TAG)
@@ -64,7 +65,7 @@ cxr: setup
 	$(CXR) prepare --data $(CXR_DATA) --out work/cxr/prepared
 	$(CXR) train --data work/cxr/prepared --out $(RUN) --arch $(ARCH) --weights $(WEIGHTS) $(TRAIN_ARGS)
 	$(CXR) evaluate --checkpoint $(RUN)/best.pt --data work/cxr/prepared --out $(RUN)/eval
-	$(CXR) export --checkpoint $(RUN)/best.pt --out $(RUN)/model --lungs $(LUNGS)
+	$(CXR) export --checkpoint $(RUN)/best.pt --out $(RUN)/model --lungs $(LUNGS) --gate $(GATE)
 
 # The leave-one-source-out comparisons of docs/shortcuts.md: the Pneumonia-sink table (Montgomery and Shenzhen
 # held out too; about 2.5 hours on 2 cores, one thread per run) and, with LOSO_VARIANTS=..., any other variants.

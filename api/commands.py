@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow browser pages of this origin to call the API (repeatable; default: none)")
     parser.add_argument("--site", type=Path, help="also serve this built PWA (dist/) at /")
+    parser.add_argument("--site-profile", type=Path,
+                        help="calibrate every result for a site with its profile (`cxr validate` writes one; it must "
+                             "have been fitted for the model served); GET /v1/model shows it")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -39,7 +42,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(model=args.model, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
                     session_threads=args.session_threads, queue=args.queue, timeout_s=args.timeout,
                     max_body=int(args.max_body_mb * MiB), max_files=args.max_files,
-                    cors_origins=tuple(args.cors_origin), site=args.site, **token)
+                    cors_origins=tuple(args.cors_origin), site=args.site, site_profile=args.site_profile, **token)
 
 
 def run(args: argparse.Namespace) -> int:

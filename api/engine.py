@@ -34,10 +34,11 @@ class Engine:
 
     def __init__(self, settings: Settings):
         model_file = settings.model_file()
-        self.predictor = Predictor(model_file, settings.session_threads)
+        profile = settings.profile()  # checked against this model file; None without one
+        self.predictor = Predictor(model_file, settings.session_threads, profile)
         card = self.predictor.card
         self.model = ModelInfo(name=card["name"], version=card["version"], file=model_file.name)
-        self.card = ModelCard.model_validate(public_card(card))
+        self.card = ModelCard.model_validate(public_card({**card, **({"site_profile": profile} if profile else {})}))
         self.max_pixels = settings.max_pixels
         self.pool = ThreadPoolExecutor(settings.pool_size, thread_name_prefix="cxr-inference")
         self.ready = False

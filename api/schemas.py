@@ -28,19 +28,38 @@ class ErrorBody(BaseModel):
     reason: str = Field(description="why, in words meant for the client (for a bad image: the decoder's reason)")
 
 
+class SiteProfileSummary(BaseModel):
+    """The site profile that calibrated a result (present only when the server applies one)."""
+
+    site: str = Field(description="the site the probabilities, class and band are calibrated for")
+    films: int = Field(description="labelled films of that site the profile was fitted on")
+    created: str = Field(description="when the profile was fitted (UTC)")
+    summary: str = Field(description="the same in words, e.g. 'calibrated for St Elsewhere (site profile of 40 "
+                                     "films, 2026-12-08)'")
+
+
 class Analysis(BaseModel):
     """One image's result: what `cxr predict` prints for it (runtime.predictor.Predictor), with the model."""
 
     probabilities: dict[str, float] = Field(description="calibrated, keyed by class name in model.json's order")
-    class_: str | None = Field(alias="class", description="the predicted class; null for an out-of-distribution "
-                                                          "image (no diagnosis is given for it)")
+    class_: str | None = Field(alias="class", description="the predicted class; null for an image the chest gate "
+                                                          "refuses (no diagnosis is given for it)")
     class_withheld: str | None = Field(None, description="why `class` is null (present only then)")
     top_class: str = Field(description="the model's raw argmax, whatever the image is")
     band: Literal["confident", "uncertain"] | None = Field(
-        description="uncertain below the threshold of model.json `uncertainty`; null for an out-of-distribution "
-                    "image or a model without the rule")
+        description="uncertain below the threshold of model.json `uncertainty`, or for a film unlike the training "
+                    "films; null for a withheld result or a model without the rule")
+    gate: float | None = Field(None, description="gated models: the probability of a frontal chest radiograph, "
+                                                 "upright and not inverted (below model.json `gate.threshold`: "
+                                                 "refused)")
+    gate_reason: str | None = Field(None, description="gated models: why the gate refused the image (one of "
+                                                      "model.json `gate.reasons`); null when it passed")
+    unlike_training: bool = Field(description="a diagnosis shown for a film unlike the training films (the OOD "
+                                              "distance, with a gate): validate at your site before relying on it")
+    unlike_training_note: str | None = Field(None, description="the words for unlike_training (present only then)")
     ood_score: float = Field(description="distance from the training images")
-    ood: bool = Field(description="ood_score over model.json `ood_threshold`: unlike the training X-rays")
+    ood: bool = Field(description="ood_score over model.json `ood_threshold`: unlike the training X-rays (withholds "
+                                  "only for a model without a gate)")
     hottest_cell: list[int] = Field(description="[row, col] of the hottest cell of the top class's heatmap grid")
     crop_box: list[float] | None = Field(None, description="lung models only: [x0, y0, x1, y1] in image pixels, "
                                                            "where the heatmap grid lies")
@@ -50,6 +69,9 @@ class Analysis(BaseModel):
                                                           "inside the lungs")
     lung_evidence_low: bool | None = Field(None, description="lung models only: lung_evidence below model.json "
                                                              "`lungs.evidence_threshold`")
+    site_profile: SiteProfileSummary | None = Field(
+        None, description="present only when a site profile calibrates the results (cxr api --site-profile): "
+                          "probabilities, class, top_class and band are then the site's calibrated ones")
     inference_ms: float
     height: int = Field(description="the decoded image's size in pixels")
     width: int
@@ -87,9 +109,33 @@ class BatchResponse(BaseModel):
     model: ModelInfo
 
 
+class SiteParameters(BaseModel):
+    offsets: list[float] = Field(description="added to the logits, one per class in model.json's order")
+    temperature: float = Field(description="the site's t: probabilities = softmax((logits + offsets) / "
+                                           "(model temperature * t))")
+    model_temperature: float
+    fitted: dict[str, Any] = Field(description="the classes whose offset was fitted, and whether t was")
+
+
+class SiteProfileCard(BaseModel):
+    """The site profile applied to every result (runtime/site-profile.schema.json; docs/site.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    site: str
+    created: str
+    films: int
+    patients: int
+    films_per_class: dict[str, int]
+    parameters: SiteParameters
+    band: dict[str, Any] | None = Field(description="the uncertainty rule used with the profile")
+    cross_validated: dict[str, Any] = Field(description="accuracy, AUC and calibration on the site's films before "
+                                                        "and after, cross-validated by patient")
+
+
 class ModelCard(BaseModel):
     """GET /v1/model: model.json as a client may see it (its other keys as they are in the file), without where
-    its checkpoint and data lay on the build machine."""
+    its checkpoint and data lay on the build machine; `site_profile` when the server applies one."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -99,6 +145,8 @@ class ModelCard(BaseModel):
     created: str | None = None
     demo: bool | None = Field(None, description="true for a model trained on synthetic phantoms only")
     classes: list[str] | None = None
+    site_profile: SiteProfileCard | None = Field(None, description="the site profile applied to every result "
+                                                                   "(cxr api --site-profile); absent without one")
 
 
 class Health(BaseModel):

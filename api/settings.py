@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     token: str | None = None  # given, or read from CXR_API_TOKEN (which does not show in the process list)
     cors_origins: tuple[str, ...] = ()
     site: Path | None = None  # a built PWA (dist/) to serve at /
+    site_profile: Path | None = None  # a site's calibration (runtime/site_profile.py) applied to every result
     max_connections: int = 256  # uvicorn's own backstop: beyond it, plain 503s before the app sees anything
     retry_after_s: int = 1
 
@@ -95,7 +96,20 @@ class Settings(BaseSettings):
         if self.site is not None and not (Path(self.site) / "index.html").is_file():
             raise SettingsError(f"{self.site} has no index.html: build the site first (cxr pwa --model DIR)")
         self.model_file()
+        if self.site_profile is not None:
+            self.profile()  # refused now, with its reason, rather than when the first request comes
         return self
+
+    def profile(self) -> dict | None:
+        """The site profile, loaded and checked against the model file (None without one)."""
+        if self.site_profile is None:
+            return None
+        from runtime.site_profile import load_profile_for_model
+
+        try:
+            return load_profile_for_model(self.site_profile, self.model_file())
+        except (ValueError, FileNotFoundError) as e:
+            raise SettingsError(f"--site-profile refused: {e}") from None
 
 
 class _TokenFromEnvironment(PydanticBaseSettingsSource):

@@ -3,7 +3,8 @@
 import importlib
 import sys
 
-BENCHES = ["prepare_throughput", "train_throughput", "ddp_throughput", "onnx_latency", "api_throughput", "browser"]
+BENCHES = ["prepare_throughput", "train_throughput", "ddp_throughput", "onnx_latency", "gate_cost", "api_throughput",
+           "browser"]
 
 if __name__ == "__main__":
     only = sys.argv[1:] or BENCHES

@@ -134,13 +134,14 @@ def build(args, site: bool = True) -> dict:
     checkpoint_hash = _hash_files([run_dir / "best.pt"])
     stages.run("evaluate", {"checkpoint": checkpoint_hash, "code": code_hash("evaluate")},
                [eval_dir / "metrics.json"], lambda resume: evaluate(run_dir / "best.pt", prepared, eval_dir))
-    lungs = getattr(args, "lungs", None)
+    lungs, gate = getattr(args, "lungs", None), getattr(args, "gate", None)
     stages.run("export", {"checkpoint": checkpoint_hash, "evaluation": _hash_files([eval_dir / "metrics.json"]),
                           "name": getattr(args, "name", "cxr-triage"),
                           "lungs": _hash_files([Path(lungs)]) if lungs else None,
+                          "gate": _hash_files([Path(gate)]) if gate else None,
                           "code": code_hash("export")}, [model_dir / "model.json"],
                lambda resume: export(run_dir / "best.pt", model_dir, evaluation=eval_dir / "metrics.json",
-                                     name=getattr(args, "name", "cxr-triage"), lungs=lungs))
+                                     name=getattr(args, "name", "cxr-triage"), lungs=lungs, gate=gate))
     if site:
         build_pwa(model_dir, dist, stages)
         print(f"\nDone. Evaluation report: {eval_dir / 'report.md'}\nSite: {dist}\n{OPEN_HINT}")

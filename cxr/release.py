@@ -28,6 +28,8 @@ from .pipeline import build
 # The released model's recipe: the best the project can honestly make from ../shared/data today (README Results).
 RECIPE = {"arch": "efficientnet_lite0", "weights": "imagenet", "epochs": 30, "lr": 3e-4, "batch_size": 32, "seed": 0,
           "size": 224, "lungs": str(REPO / "models" / "lung-segmenter" / "lungs.pt"),
+          # The chest gate (docs/gate.md): no diagnosis for what is not a frontal chest film, upright, not inverted.
+          "gate": str(REPO / "models" / "chest-gate" / "gate.pt"),
           # Processing-style randomisation: the one candidate that moved the unseen hospitals' Normal films out of
           # the Pneumonia sink beyond the noise (docs/shortcuts.md, "Normal from three hospitals").
           "train_options": {"style": True}}
@@ -164,7 +166,7 @@ def reexport(work: Path, name: str) -> dict:
     if missing:
         raise FileNotFoundError(f"--reexport needs a finished release run: {', '.join(missing)} not found")
     export(folders["run"] / "best.pt", folders["model"], evaluation=folders["eval"] / "metrics.json", name=name,
-           lungs=RECIPE["lungs"])
+           lungs=RECIPE["lungs"], gate=RECIPE["gate"])
     return folders
 
 

@@ -115,7 +115,7 @@ def model_card(ckpt: Checkpoint, checkpoint: Path, data: Path, files: dict, chec
             "probabilities": ["batch", len(CLASSES)], "logits": ["batch", len(CLASSES)],
             "cam": ["batch", len(CLASSES), cam_side, cam_side], "ood_score": ["batch"],
             "lung_mask": ["batch", 1, LUNG_SIZE, LUNG_SIZE], "crop_box": ["batch", 4], "lung_fallback": ["batch"],
-            "lung_evidence": ["batch"]}.items() if key in output_names},
+            "lung_evidence": ["batch"], "gate": ["batch"], "gate_reason": ["batch"]}.items() if key in output_names},
         "output_names": list(output_names),
         "preprocess": ckpt.preprocess.as_dict(),
         "temperature": ckpt.temperature,
@@ -192,7 +192,8 @@ def limitations(summary: dict, demo: bool, external: dict | None = None) -> list
               "Metrics come from a held-out split of the same sources, by patient; external validation has not been "
               "done."),
              *one_source_classes(summary),
-             "Only frontal chest radiographs of adults are in scope; other images should be flagged as "
-             "out-of-distribution, but the flag can miss.",
+             "Only frontal chest radiographs of adults are in scope. The chest film check (in a model without it, "
+             "the out-of-distribution flag) refuses other images but can miss; it was never tested on abdominal or "
+             "limb radiographs.",
              "The heatmap shows what drove the score, not where disease is."]
     return items

@@ -24,7 +24,9 @@ from core.classes import CLASSES
 from core.decode import DecodeError, decode
 from core.metrics import auc_with_ci, rate_with_ci
 
-WITHHELD = "withheld"  # the app shows no class: the image is unlike the training X-rays (out of distribution)
+# The app shows no class: the chest gate refused the image (docs/gate.md), or, for a model without a gate, it is
+# out of distribution.
+WITHHELD = "withheld"
 
 
 def score(predictor, rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -48,7 +50,8 @@ def group_metrics(held: list[dict], others: list[dict], label: str, n_boot: int 
               "sensitivity": rate_with_ci(shown == label, patients, n_boot),
               "top_class_sensitivity": float(np.mean([r["result"]["top_class"] == label for r in held])),
               "shown": {name: float(np.mean(shown == name)) for name in (*CLASSES, WITHHELD)},
-              "uncertain": float(np.mean([r["result"]["band"] == "uncertain" for r in held]))}
+              "uncertain": float(np.mean([r["result"]["band"] == "uncertain" for r in held])),
+              "unlike_training": float(np.mean([bool(r["result"].get("unlike_training")) for r in held]))}
     if others:
         both = held + others
         result["auc_vs_other_sources"] = auc_with_ci(
@@ -85,7 +88,7 @@ def sentence(g: dict) -> str:
     """One group's result in plain words, for the model card."""
     sens = g["sensitivity"]
     lo, hi = sens["ci95"]
-    elsewhere = ", ".join(f"{_pct(share)} {'withheld as out of distribution' if name == WITHHELD else name}"
+    elsewhere = ", ".join(f"{_pct(share)} {'withheld (no diagnosis)' if name == WITHHELD else name}"
                           for name, share in g["shown"].items() if name != g["label"] and share > 0)
     text = (f"On {g['images']} {g['label']} images of {g['patients']} patients from {g['source']}, a source never "
             f"used in training or validation: shown as {g['label']} for {_pct(sens['value'])} (95% CI "

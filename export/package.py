@@ -22,9 +22,12 @@ from core.classes import CLASSES
 from core.decode import DecodeError, decode
 from core.jsonio import dumps, plain
 from core.metrics import evaluate_predictions
+from training.data import not_xrays
 from training.data.dataset import load_prepared
+from training.graph.gate import MESSAGES as GATE_MESSAGES
+from training.graph.gate import load_gate
 
-from . import ood_probe, verify
+from . import verify
 from .card import FP32, INT8, model_card, shortcut_report
 from .onnx_export import RECIPES, export_fp32, quantize_int8
 from .uncertainty import uncertainty_card
@@ -92,7 +95,7 @@ def try_int8(staging: Path, data: Path, test: LabelledSplit, fp32_out: dict, thr
     outputs); ([], None) and no int8 file when none passes."""
     report = {"shipped": False, "attempts": []}
     calibration, _ = decoded_split(data, "train", limit=calibration_images)
-    extra = ood_probe.calibration_outliers()
+    extra = not_xrays.calibration_outliers()
     for recipe in RECIPES:
         _log(f"export: int8 ({recipe.name}), calibrated on {len(calibration)} training images and "
              f"{len(extra)} generated non-X-ray images ...")
@@ -139,6 +142,33 @@ def lung_report(wrapper, lungs_file, val_out: dict, test_out: dict) -> dict:
             "test": test}
 
 
+def gate_report(gate_file: Path, sets: dict, sess, test_out: dict) -> dict:
+    """What the gate outputs mean (threshold, reasons, what to tell a user) and what it did in this export: the
+    share of the test split's X-rays refused and of each non-X-ray set refused, through the exported file; with
+    the figures `cxr gate-train` measured (its metrics.json beside the gate file)."""
+    _, value = load_gate(gate_file)
+    threshold = value["threshold"]
+    refused = {name: {"n": len(images), "refused": sum(
+        float(verify.outputs(sess, image[None, None])["gate"][0]) < threshold for image in images.values())}
+        for name, images in sets.items()}
+    refused["test_xrays"] = {"n": int(len(test_out["gate"])), "refused": int((test_out["gate"] < threshold).sum())}
+    measured = Path(gate_file).with_name("metrics.json")
+    return {"threshold": threshold, "reasons": value["reasons"], "messages": dict(GATE_MESSAGES),
+            "file": Path(gate_file).name, "sha256": sha256_file(Path(gate_file)),
+            "segmenter_sha256": value["segmenter_sha256"], "refused_in_export": refused,
+            "measured": gate_summary(json.loads(measured.read_text())) if measured.is_file() else None}
+
+
+def gate_summary(metrics: dict) -> dict:
+    """The headline figures of `cxr gate-train`'s metrics.json: refused (or withheld) share per kind, with CIs."""
+    def brief(rows):
+        return {row["kind"]: {"n": row["n"], "share": row["refused"]["value"], "ci95": row["refused"]["ci95"]}
+                for row in rows}
+
+    return {key: brief(metrics[key]) for key in ("cross_validated", "held_out_sources", "never_trained")
+            if key in metrics}
+
+
 def source_probe_of(evaluation: Path | None, checkpoint: Path) -> dict | None:
     """The source probe that `cxr evaluate` measured for this very checkpoint (its metrics.json), or None."""
     if evaluation is None or not Path(evaluation).is_file():
@@ -172,30 +202,30 @@ def _accept(staging: Path, out: Path, files: dict, card: dict, checks: list) -> 
 
 def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = True, calibration_images: int = 48,
            n_boot: int = 1000, evaluation: Path | None = None, name: str = "cxr-triage",
-           lungs: Path | None = None) -> dict:
+           lungs: Path | None = None, gate: Path | None = None) -> dict:
     """Export, verify and describe `checkpoint`. `evaluation`: the metrics.json of `cxr evaluate` for it (its source
     probe goes into the model card; default: CHECKPOINT_DIR/eval/metrics.json when present). `lungs`: a lung
     segmenter (`cxr lungs-train`) for the evidence-in-the-lungs outputs of a model that does not crop to the lungs
-    (one that does carries its own)."""
+    (one that does carries its own). `gate`: a chest gate (`cxr gate-train`) trained on that segmenter."""
     checkpoint, out = Path(checkpoint), Path(out)
     evaluation = evaluation if evaluation is not None else checkpoint.parent / "eval" / "metrics.json"
     staging = out / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    wrapper, ckpt = from_checkpoint(checkpoint, lungs)
+    wrapper, ckpt = from_checkpoint(checkpoint, lungs, gate)
     data = Path(data or ckpt.config["data"])
     probe = source_probe_of(evaluation, checkpoint)
     started = time.perf_counter()
 
     _log(f"export: fp32 ONNX of {ckpt.arch} ...")
     export_fp32(wrapper, staging / FP32)
-    checks = verify.check_fp32(staging / FP32, checkpoint, lungs_path=lungs)
+    checks = verify.check_fp32(staging / FP32, checkpoint, lungs_path=lungs, gate_path=gate)
 
     _log("export: test split through fp32 ...")
     test = LabelledSplit.of(data, "test")
     fp32_sess = verify.session(staging / FP32)
     outputs = {FP32: verify.predict_all(fp32_sess, test.images)}
-    sets = ood_probe.ood_sets()
+    sets = not_xrays.ood_sets()
     outliers = [image for images in sets.values() for image in images.values()]
     fp32_outliers = verify.predict_all(fp32_sess, outliers)
 
@@ -233,6 +263,8 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
         {**outputs[FP32], "labels": test.labels, "patients": test.patients}, ckpt.ood_threshold, n_boot, FP32))
     if wrapper.lungs is not None:
         card["lungs"] = lung_report(wrapper, lungs, val_out, outputs[FP32])
+    if wrapper.gate is not None:
+        card["gate"] = gate_report(gate, sets, fp32_sess, outputs[FP32])
     card["shortcuts"] = shortcut_report(ckpt.data_summary, probe, test.labels, outputs[FP32]["probabilities"],
                                         test.patients, test.sources, n_boot)
     _accept(staging, out, files, card, checks)

@@ -20,22 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.bands import BANDS, KIND, band
-
-TARGET_ACCURACY = 0.9
-MIN_SUPPORT = 10
-
-
-def choose_threshold(top: np.ndarray, correct: np.ndarray, target: float = TARGET_ACCURACY,
-                     min_support: int = MIN_SUPPORT) -> float | None:
-    """The smallest validation top probability t such that the images with top >= t number at least `min_support`
-    and were right at least `target` of the time; None when there is none."""
-    top, correct = np.asarray(top, np.float64), np.asarray(correct, bool)
-    for t in np.unique(top):  # ascending: the first that qualifies is the smallest
-        confident = top >= t
-        if confident.sum() >= min_support and correct[confident].mean() >= target:
-            return float(t)
-    return None
+# The threshold's choice is inference-time code too: a site profile chooses its own the same way (runtime/bands.py).
+from runtime.bands import BANDS, KIND, MIN_SUPPORT, TARGET_ACCURACY, band, choose_threshold
 
 
 def measure(bands: list, correct: np.ndarray, patients, n_boot: int, seed: int = 0) -> dict:

@@ -20,6 +20,7 @@ from core.markdown import table as markdown_table
 from core.metrics import macro_auc
 from runtime.session import open_session
 from training.data.phantoms import phantom
+from training.graph.gate import load_gate, lungs_on_grid
 from training.graph.lungs import evidence_in_lungs
 from training.model.checkpoint import Checkpoint, load_checkpoint
 from training.model.gradcam import gradcam
@@ -42,6 +43,7 @@ LIMITS = {
     # (1/160 of the side); more than that is a real difference.
     "crop_box_of_side": 1 / 160 + 1e-4,
     "lung_evidence_max_abs": 1e-3,
+    "gate_max_abs": 1e-4,
     "int8_lung_evidence": 0.05,
 }
 
@@ -97,9 +99,10 @@ def _reference_no_grad(classifier, checkpoint: Checkpoint, x):
     return inputs, torch.softmax(logits.double() / checkpoint.temperature, 1), ood
 
 
-def reference(classifier, checkpoint: Checkpoint, batch: np.ndarray, lungs=None) -> dict:
+def reference(classifier, checkpoint: Checkpoint, batch: np.ndarray, lungs=None, gate=None) -> dict:
     """What the exported model must output, computed in PyTorch from the checkpoint alone (and, for the lung
-    outputs, the segmenter `lungs`: a training.graph.lungs.LungCrop)."""
+    outputs, the segmenter `lungs`: a training.graph.lungs.LungCrop; for the gate outputs, its head `gate`,
+    in float64 from the segmenter's own forward pass)."""
     x = torch.as_tensor(batch, dtype=torch.float32)
     inputs, probabilities, ood = _reference_no_grad(classifier, checkpoint, x)
     cam = gradcam(classifier, inputs)
@@ -111,6 +114,11 @@ def reference(classifier, checkpoint: Checkpoint, batch: np.ndarray, lungs=None)
             evidence = evidence_in_lungs(cam[torch.arange(len(top)), top], mask, box)
         out.update(lung_mask=mask.numpy(), crop_box=box_pixels.numpy(), lung_fallback=fallback.numpy(),
                    lung_evidence=evidence.numpy())
+    if gate is not None:
+        with torch.no_grad():
+            logits, bottom = lungs.segmenter.with_bottom(x)
+            p = torch.softmax(gate(bottom, lungs_on_grid(torch.sigmoid(logits))).double(), 1)
+        out.update(gate=p[:, 0].numpy(), gate_probabilities=p.numpy())
     return out
 
 
@@ -124,16 +132,17 @@ def reference_lungs(checkpoint: Checkpoint, lungs_path=None):
     return lungs_for_evidence(lungs_path, checkpoint.preprocess.geometry.size)
 
 
-def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None) -> list[Check]:
+def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None, gate_path=None) -> list[Check]:
     checkpoint = load_checkpoint(checkpoint_path).finished()
     classifier = checkpoint.classifier()
     lungs = reference_lungs(checkpoint, lungs_path)
+    gate = load_gate(gate_path)[0] if gate_path else None
     sess = session(onnx_path)
     diffs = {"probabilities": [], "cam": [], "ood": [], "lung_mask": [], "crop_box": [], "lung_fallback": [],
-             "lung_evidence": []}
+             "lung_evidence": [], "gate": [], "gate_reason": []}
     for i, (n, h, w) in enumerate(sizes):
         batch = parity_batch(n, h, w, seed=i)
-        got, ref = outputs(sess, batch), reference(classifier, checkpoint, batch, lungs)
+        got, ref = outputs(sess, batch), reference(classifier, checkpoint, batch, lungs, gate)
         diffs["probabilities"].append(np.abs(got["probabilities"] - ref["probabilities"]).max())
         cam_range = max(float(ref["cam"].max() - ref["cam"].min()), 1e-12)
         diffs["cam"].append(np.abs(got["cam"] - ref["cam"]).max() / cam_range)
@@ -143,6 +152,9 @@ def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None) 
             diffs["crop_box"].append((np.abs(got["crop_box"] - ref["crop_box"]) / max(h, w)).max())
             diffs["lung_fallback"].append(np.abs(got["lung_fallback"] - ref["lung_fallback"]).max())
             diffs["lung_evidence"].append(np.abs(got["lung_evidence"] - ref["lung_evidence"]).max())
+        if gate is not None:
+            diffs["gate"].append(np.abs(got["gate"] - ref["gate"]).max())
+            diffs["gate_reason"].append(_reason_mismatches(got["gate_reason"], ref["gate_probabilities"]))
     worst = {k: float(np.max(v)) if v else None for k, v in diffs.items()}  # np.max keeps a NaN: it fails
     where = f"{len(sizes)} sizes"
     lung_checks = [] if lungs is None else [
@@ -155,7 +167,13 @@ def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None) 
         Check(f"fp32 vs PyTorch: lung_evidence max abs diff ({where})", worst["lung_evidence"],
               LIMITS["lung_evidence_max_abs"], worst["lung_evidence"] <= LIMITS["lung_evidence_max_abs"]),
     ]
-    return lung_checks + [
+    gate_checks = [] if gate is None else [
+        Check(f"fp32 vs PyTorch: gate max abs diff ({where})", worst["gate"], LIMITS["gate_max_abs"],
+              worst["gate"] <= LIMITS["gate_max_abs"]),
+        Check(f"fp32 vs PyTorch: gate_reason differing where the reasons are not tied ({where})",
+              worst["gate_reason"], 0, worst["gate_reason"] == 0),
+    ]
+    return lung_checks + gate_checks + [
         Check(f"fp32 vs PyTorch: probabilities max abs diff ({where})", worst["probabilities"],
               LIMITS["probabilities_max_abs"], worst["probabilities"] <= LIMITS["probabilities_max_abs"]),
         Check(f"fp32 cam vs autograd Grad-CAM: max abs diff / range ({where})", worst["cam"],
@@ -163,6 +181,15 @@ def check_fp32(onnx_path, checkpoint_path, sizes=PARITY_SIZES, lungs_path=None) 
         Check(f"fp32 vs PyTorch: ood_score max rel diff ({where})", worst["ood"], LIMITS["ood_max_rel"],
               worst["ood"] <= LIMITS["ood_max_rel"]),
     ]
+
+
+def _reason_mismatches(got: np.ndarray, probabilities: np.ndarray) -> int:
+    """Images whose exported refusal reason differs from the reference's, leaving out near-ties (the two likeliest
+    reasons within 1e-4, where rounding may pick either)."""
+    others = probabilities[:, 1:]
+    top2 = np.sort(others, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 1e-4
+    return int(((got.astype(int) != others.argmax(1) + 1) & clear).sum())
 
 
 def predict_all(sess, images: list[np.ndarray]) -> dict:

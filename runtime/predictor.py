@@ -1,9 +1,11 @@
 """`cxr predict IMAGE... --model FILE`: classify files with onnxruntime alone (no torch).
 
-Prints one JSON line per image: probabilities, predicted class, OOD flag and timings; `--heatmap-dir` also writes
-an overlay PNG of the model's top class's heatmap. An image unlike the training X-rays (OOD: not a chest X-ray,
-or one from a very different source) gets `"class": null` and `"class_withheld"` saying why: the probabilities are
-still there, but no diagnosis is given for it. A file that cannot be read gives one JSON line with its error, and
+Prints one JSON line per image: probabilities, predicted class, the gate, the OOD flag and timings;
+`--heatmap-dir` also writes an overlay PNG of the model's top class's heatmap. An image the chest gate refuses (not
+a frontal chest radiograph, or one inverted, upside down or rotated) gets `"class": null` and `"class_withheld"`
+saying why: the probabilities are still there, but no diagnosis is given for it. A film unlike the training films
+(the OOD distance) keeps its diagnosis, marked uncertain, with `"unlike_training": true` (runtime/gate.py; a model
+without a gate withholds on the distance instead). A file that cannot be read gives one JSON line with its error, and
 the run goes on; the exit status is 1 if any file failed.
 
 `Predictor` is the one predictor: this command and the REST API use it, on the same ONNX file and outputs.
@@ -21,16 +23,17 @@ from core.decode import MAX_PIXELS, DecodeError, decode
 from core.heatmap import colorize, heat_values, hottest_point
 
 from .bands import band
+from .gate import UNLIKE_TRAINING, decide
 from .session import open_session
-
-# The OOD score is a distance from the training images: it fires for non-X-rays and for real films unlike them.
-OOD_WITHHELD = "out of distribution: unlike the training X-rays, or not a chest X-ray"
+from .site_profile import apply_profile, load_profile_for_model, profile_summary
 
 
 class Predictor:
     """An exported model (model.onnx or model.int8.onnx beside its model.json) in onnxruntime."""
 
-    def __init__(self, model: Path, threads: int = 0):
+    def __init__(self, model: Path, threads: int = 0, site_profile: dict | None = None):
+        """`site_profile`: a profile loaded and checked by runtime.site_profile.load_profile for this model file;
+        every result is then calibrated for that site, and says so."""
         model = Path(model)
         card_path = model.parent / "model.json"
         if not card_path.exists():
@@ -39,25 +42,37 @@ class Predictor:
         self.session = open_session(model, threads)
         self.input_name = self.card["input"]["name"]
         self.output_names = list(self.card["output_names"])  # model.json is the one source of the graph's names
+        self.site_profile = site_profile
+        self.uncertainty = site_profile["band"] if site_profile else self.card.get("uncertainty")
 
     def predict(self, gray: np.ndarray) -> dict:
         started = time.perf_counter()
         out = dict(zip(self.output_names, self.session.run(self.output_names,
                                                            {self.input_name: gray[None, None].astype(np.float32)})))
         probabilities = out["probabilities"][0]
+        if self.site_profile:  # the site's calibration of the raw logits (runtime/site_calibration.py)
+            probabilities = apply_profile(out["logits"][0], self.site_profile, self.card)
         k = int(probabilities.argmax())
         cam = out["cam"][0]
         ood = bool(out["ood_score"][0] > self.card["ood_threshold"])
+        gate = float(out["gate"][0]) if "gate" in out else None
+        decision = decide(self.card, gate, out["gate_reason"][0] if "gate" in out else None, ood)
+        withheld = decision["withheld"]
         return {
             "probabilities": {c: float(p) for c, p in zip(self.card["classes"], probabilities)},
-            "class": None if ood else self.card["classes"][k],  # no diagnosis for what is not a chest X-ray
-            **({"class_withheld": OOD_WITHHELD} if ood else {}),
+            "logits": [float(v) for v in out["logits"][0]],
+            "class": None if withheld else self.card["classes"][k],  # no diagnosis for what is not a chest film
+            **({"class_withheld": withheld} if withheld else {}),
             "top_class": self.card["classes"][k],  # the model's raw argmax, whatever the image is
-            "band": band(probabilities, ood, self.card.get("uncertainty")),
+            "band": band(probabilities, bool(withheld), self.uncertainty, decision["unlike_training"]),
+            **({"gate": gate, "gate_reason": decision["gate_reason"]} if gate is not None else {}),
+            "unlike_training": decision["unlike_training"],
+            **({"unlike_training_note": UNLIKE_TRAINING} if decision["unlike_training"] else {}),
             "ood_score": float(out["ood_score"][0]),
             "ood": ood,
             "hottest_cell": [int(v) for v in np.unravel_index(int(cam[k].argmax()), cam[k].shape)],
             **self._lungs(out),
+            **({"site_profile": profile_summary(self.site_profile)} if self.site_profile else {}),
             "cam": cam,
             "inference_ms": (time.perf_counter() - started) * 1000,
         }
@@ -96,9 +111,12 @@ def heatmap(gray: np.ndarray, cams: np.ndarray, result: dict) -> tuple[np.ndarra
     return colorize(gray, values), list(hottest_point(cams[k], *gray.shape, box))
 
 
-def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None, threads: int = 0):
-    """Yield one result dict per file, in order; errors are results too."""
-    predictor = Predictor(model, threads)
+def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None, threads: int = 0,
+                  site_profile: Path | None = None):
+    """Yield one result dict per file, in order; errors are results too. `site_profile`: a profile file, checked
+    against the model before anything is predicted (ValueError when refused) and applied to every result."""
+    profile = load_profile_for_model(site_profile, model) if site_profile else None
+    predictor = Predictor(model, threads, profile)
     if heatmap_dir:
         heatmap_dir.mkdir(parents=True, exist_ok=True)
     for file in files:

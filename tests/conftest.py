@@ -49,9 +49,11 @@ def tiny_config(prepared: Path, out: Path, **overrides):
     return TrainConfig(**settings)
 
 
-def make_tiny_export(prepared: Path, folder: Path, lungs: Path | None = None, **train_overrides) -> Path:
+def make_tiny_export(prepared: Path, folder: Path, lungs: Path | None = None, gate: Path | None = None,
+                     **train_overrides) -> Path:
     """Train a tiny model (4 epochs, a few seconds) and export it: folder/export holds model.onnx, model.int8.onnx,
-    model.json; folder/run the checkpoint. `lungs`: a segmenter for the evidence-in-the-lungs outputs."""
+    model.json; folder/run the checkpoint. `lungs`: a segmenter for the evidence-in-the-lungs outputs; `gate`: a
+    chest gate trained on it."""
     from export.package import export
     from training.loop.train import train
 
@@ -59,7 +61,7 @@ def make_tiny_export(prepared: Path, folder: Path, lungs: Path | None = None, **
     # images) and the export ships fp32 only, which would leave the browser's int8 path untested.
     settings = {"epochs": 4, "harmonize": False, **train_overrides}
     train(tiny_config(prepared, folder / "run", **settings), progress=False)
-    export(folder / "run" / "best.pt", folder / "export", n_boot=50, calibration_images=8, lungs=lungs)
+    export(folder / "run" / "best.pt", folder / "export", n_boot=50, calibration_images=8, lungs=lungs, gate=gate)
     return folder / "export"
 
 
@@ -99,6 +101,13 @@ def tiny_export_lungs(tiny_prepared, tmp_path_factory) -> Path:
     """The tiny model exported with the released lung segmenter: the evidence-in-the-lungs outputs."""
     assert LUNG_SEGMENTER.exists(), f"{LUNG_SEGMENTER} is missing: it is committed with the released model"
     return make_tiny_export(tiny_prepared, tmp_path_factory.mktemp("tiny_lungs"), lungs=LUNG_SEGMENTER)
+
+
+@pytest.fixture(scope="session")
+def tiny_export_gate(tiny_prepared, tmp_path_factory) -> Path:
+    """The tiny model exported with the released lung segmenter and the released chest gate."""
+    assert CHEST_GATE.exists(), f"{CHEST_GATE} is missing: it is committed with the released model"
+    return make_tiny_export(tiny_prepared, tmp_path_factory.mktemp("tiny_gate"), lungs=LUNG_SEGMENTER, gate=CHEST_GATE)
 
 
 @pytest.fixture(scope="session")
@@ -167,3 +176,43 @@ def tiny_sources_prepared(tmp_path_factory) -> Path:
         writer.writerows(rows)
     prepare([str(manifest)], root / "prepared", size=64, progress=False, fractions=(0.6, 0.2, 0.2))
     return root / "prepared"
+
+
+SHARED_DATA = SHARED_CXR.parent
+CHEST_GATE = REPO / "models" / "chest-gate" / "gate.pt"
+
+
+@pytest.fixture(scope="session")
+def gate_kind_files(tmp_path_factory) -> dict:
+    """One PNG of each kind the chest gate tells apart, all of patients the shipped gate never saw (its test fold):
+    a film of ../cxr and of Hannover, that ../cxr film inverted, upside down and rotated by 90 degrees, a lateral
+    view and a CT slice of not-frontal, and a photograph the gate never trained on."""
+    import numpy as np
+    from PIL import Image
+
+    from training.data import gate_sets as sets
+    from training.data.not_xrays import photographs
+    from training.evaluation.gate import TEST_FOLD
+
+    needed = [SHARED_DATA / name / "manifest.csv" for name in ("cxr", "hannover", "not-frontal")]
+    if not all(path.exists() for path in needed):
+        pytest.skip(f"the shared chest, Hannover and not-frontal sets are not all under {SHARED_DATA}")
+    folder = tmp_path_factory.mktemp("gate_kinds")
+
+    def first(items, kind=None):
+        return next(i for i in sorted(items, key=lambda i: i.name)
+                    if sets.patient_fold(i.patient) == TEST_FOLD and kind in (None, i.kind))
+
+    skipped: list = []
+    cxr = first(sets.chest_films([SHARED_DATA / "cxr"], skipped))
+    images = {"film": cxr.image, "hannover": first(sets.chest_films([SHARED_DATA / "hannover"], skipped)).image}
+    for kind in ("inverted", "upside_down", "rotated_90_cw"):
+        images[kind] = sets.transform(cxr, kind).image
+    others = sets.not_frontal(SHARED_DATA / "not-frontal", skipped)
+    images["lateral"], images["ct"] = first(others, "lateral").image, first(others, "ct").image
+    images["photograph"] = photographs()["astronaut"]
+    files = {}
+    for kind, image in images.items():
+        files[kind] = folder / f"{kind}.png"
+        Image.fromarray(np.asarray(image, np.uint8)).save(files[kind])
+    return files

@@ -23,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--phantoms", type=int, default=DEMO["phantoms"], help="demo only: number of phantoms")
     parser.add_argument("--lungs", type=Path, metavar="LUNGS_PT",
                         help="a lung segmenter for the evidence-in-the-lungs outputs (as `cxr export --lungs`)")
+    parser.add_argument("--gate", type=Path, metavar="GATE_PT",
+                        help="a chest gate trained on that segmenter (as `cxr export --gate`)")
     training = parser.add_argument_group("training (as `cxr train`)")
     training.add_argument("--arch", help="default resnet50 (demo: resnet18)")
     training.add_argument("--weights", help="imagenet | none | auto | PATH (default auto; demo: none)")

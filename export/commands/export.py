@@ -19,6 +19,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lungs", type=Path, metavar="LUNGS_PT",
                         help="a lung segmenter (`cxr lungs-train`): add the evidence-in-the-lungs outputs to a model "
                              "that does not crop to the lungs (one that does carries its own)")
+    parser.add_argument("--gate", type=Path, metavar="GATE_PT",
+                        help="a chest gate (`cxr gate-train`) trained on the same lung segmenter: add the gate "
+                             "outputs (is this a frontal chest film?)")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 model")
     parser.add_argument("--calibration-images", type=int, default=48, help="training images for int8 calibration")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for metric CIs")
@@ -30,7 +33,7 @@ def run(args) -> int:
 
     try:
         card = export(args.checkpoint, args.out, args.data, args.int8, args.calibration_images, args.bootstrap,
-                      args.evaluation, lungs=args.lungs)
+                      args.evaluation, lungs=args.lungs, gate=args.gate)
     except ExportRejected as e:
         print(f"export: {e}", file=sys.stderr)
         return 1

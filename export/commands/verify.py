@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from core.checksum import sha256_file
-from export import ood_probe, verify
+from export import verify
 from export.card import FP32, INT8
+from training.data import not_xrays
 
 
 def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
@@ -26,7 +27,7 @@ def verify_dir(folder: Path, checkpoint=None, data=None) -> bool:
     checks += verify.check_fp32(folder / FP32, checkpoint, lungs_path=lungs_path)
     if INT8 in card["files"]:
         test = LabelledSplit.of(data, "test")
-        outliers = [image for images in ood_probe.ood_sets().values() for image in images.values()]
+        outliers = [image for images in not_xrays.ood_sets().values() for image in images.values()]
         fp32, int8 = verify.session(folder / FP32), verify.session(folder / INT8)
         checks += verify.compare_int8(verify.predict_all(fp32, test.images), verify.predict_all(int8, test.images),
                                       test.labels, card["ood_threshold"], verify.predict_all(fp32, outliers),

@@ -46,7 +46,7 @@ def test_sentence_says_where_the_images_went(held_and_others):
     text = sentence(g)
     assert text.startswith("On 4 COVID-19 images of 3 patients from elsewhere, a source never used in training")
     assert "shown as COVID-19 for 50%" in text
-    assert "; 25% Pneumonia, 25% withheld as out of distribution." in text and "0% Normal" not in text
+    assert "; 25% Pneumonia, 25% withheld (no diagnosis)." in text and "0% Normal" not in text
     assert "AUC 0.83" in text
 
 

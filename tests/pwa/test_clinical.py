@@ -114,6 +114,20 @@ def test_band_in_the_browser_matches_python_on_fixed_probabilities(app):
     assert got == [band(np.array(p, np.float32), ood, u) for p, ood, u in cases] == [c[3] for c in BAND_CASES]
 
 
+def test_gate_decision_in_the_browser_matches_python(app):
+    """pwa/static/page/verdict.js decide() against runtime/gate.py decide(), on the same cases."""
+    from runtime.gate import decide
+    from tests.runtime.test_gate import CASES
+
+    app.open(offline_ready=False)
+    got = app.page.evaluate("""async (cases) => {
+      const { decide } = await import("./app/page/verdict.js");
+      return cases.map(([card, gate, reason, ood]) => decide(card, gate, reason, ood));
+    }""", [list(case[:4]) for case in CASES])
+    assert got == [decide(*case[:4]) for case in CASES]
+    assert got == [{"withheld": w, "gate_reason": r, "unlike_training": u} for *_, w, r, u in CASES]
+
+
 def test_photograph_gets_no_diagnosis_anywhere(crafted_app, crafted, images):
     app, page = crafted_app, crafted_app.page
     cat, xray = images["cat"], images["phantoms"][0]
@@ -138,7 +152,7 @@ def test_photograph_gets_no_diagnosis_anywhere(crafted_app, crafted, images):
     # The CSV: an empty prediction, and why; the raw probabilities stay for analysis.
     line = _csv(app)[0]
     assert line["prediction"] == "" and line["band"] == "" and line["withheld"] == WITHHELD
-    assert line["not_a_chest_xray"] == "yes" and float(line["p_COVID-19"]) >= 0
+    assert line["gate_reason"] == "" and line["unlike_training"] == "no" and float(line["p_COVID-19"]) >= 0
     # The report says it was withheld.
     with page.expect_download():
         page.click("#save-report")

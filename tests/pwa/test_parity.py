@@ -60,13 +60,29 @@ def _check(rows, files, model_path, card, report):
         same_ood = exact or abs(python["ood_score"] - threshold) > 1e-2 * threshold
         if same_ood:
             assert (row["ood"] == "true") == python["ood"], (path.name, score, python["ood_score"])
-        if same_ood and same_top:  # the class the page shows: none for a non-X-ray
+        same_gate = True
+        if "gate" in python:  # a model that carries the chest gate (docs/gate.md)
+            same_gate = _check_gate(row, python, card, exact, path.name)
+        if same_ood and same_top and same_gate:  # the class the page shows: none for what is withheld
             assert row["class"] == (python["class"] or ""), path.name
+            assert row["withheld"] == python.get("class_withheld", ""), path.name
+            assert row["unlike"] == str(python["unlike_training"]).lower(), path.name
         rule = (card.get("uncertainty") or {}).get("rule", {}).get("threshold")
         if same_ood and (exact or rule is None or abs(top[0] - rule) > 2 * diff):
             assert row["band"] == (python["band"] or ""), (path.name, row["band"], python["band"])
         if "lung_evidence" in python:  # a model that carries the lung segmenter (docs/lungs.md)
             _check_lungs(row, python, exact, path.name)
+
+
+def _check_gate(row: dict, python: dict, card: dict, exact: bool, name: str) -> bool:
+    """The gate's probability and, where the decision is not within rounding of the threshold, its decision and
+    reason. Returns whether the decision is clear."""
+    gate = float(row["gate"])
+    assert gate == pytest.approx(python["gate"], abs=TOLERANCE if exact else INT8_TOLERANCE), name
+    clear = abs(python["gate"] - card["gate"]["threshold"]) > (TOLERANCE if exact else INT8_TOLERANCE)
+    if clear:
+        assert row["gateReason"] == (python["gate_reason"] or ""), name
+    return clear
 
 
 def _check_lungs(row: dict, python: dict, exact: bool, name: str) -> None:

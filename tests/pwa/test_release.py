@@ -65,6 +65,34 @@ def test_browser_matches_python_on_the_released_model(browser, release_site, par
         context.close()
 
 
+def test_browser_says_what_the_cli_says_for_each_kind(browser, release_site, gate_kind_files):
+    """One file of each kind the gate tells apart (films, transformed films, lateral, CT, a photograph): the app's
+    class, reason and warnings are the CLI's."""
+    from runtime.predictor import predict_files
+    from tests.gate_kinds import check_expected
+    from tests.pwa.conftest import App
+
+    if "gate" not in release_site["card"]:
+        pytest.skip("the release has no chest gate")
+    files = list(gate_kind_files.values())
+    cli = dict(zip(gate_kind_files, predict_files([str(p) for p in files], RELEASE_DIR / "model.onnx")))
+    check_expected(cli)
+    context = browser.new_context()
+    try:
+        app = App(context, release_site["url"])
+        app.open()
+        for kind, row in zip(gate_kind_files, app.classify(files)):
+            expected = cli[kind]
+            assert row["class"] == (expected["class"] or ""), kind
+            assert row["withheld"] == expected.get("class_withheld", ""), kind
+            assert row["gateReason"] == (expected["gate_reason"] or ""), kind
+            assert row["unlike"] == str(expected["unlike_training"]).lower(), kind
+            assert row["band"] == (expected["band"] or ""), kind
+        assert not app.problems(), app.problems()
+    finally:
+        context.close()
+
+
 def test_model_card_shows_the_unseen_source_scores(browser, release_site):
     from tests.pwa.conftest import App
 

@@ -62,6 +62,11 @@ class LungSegmenter(nn.Module):
         self.head = nn.Conv2d(24, 1, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.with_bottom(image)[0]
+
+    def with_bottom(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lung logits [N,1,160,160], the encoder's bottom [N,112,10,10]): the chest gate reads the bottom, so
+        the segmenter's encoder serves both at the cost of one pass (training/graph/gate.py)."""
         x = (resize(image, self.size) - LITE_MEAN_255) / LITE_STD_255
         x = self.bn1(self.conv_stem(x.expand(-1, 3, -1, -1)))
         skips = []
@@ -69,9 +74,11 @@ class LungSegmenter(nn.Module):
             x = stage(x)
             if i in SKIPS:
                 skips.append(x)
+        bottom = x
         for up, skip in zip(self.up, reversed(skips)):
             x = up(x, skip)
-        return F.interpolate(self.head(x), size=(self.size, self.size), mode="bilinear", align_corners=False)
+        logits = F.interpolate(self.head(x), size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return logits, bottom
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,11 @@ class LungCrop(nn.Module):
         self.segmenter, self.rules, self.size, self.crop = segmenter, rules, size, crop
 
     def forward(self, image: torch.Tensor):
-        prob = torch.sigmoid(self.segmenter(image))
+        return self.place(image, torch.sigmoid(self.segmenter(image)))
+
+    def place(self, image: torch.Tensor, prob: torch.Tensor):
+        """forward's result from lung probabilities computed elsewhere (the export, which also keeps the
+        segmenter's bottom for the chest gate)."""
         box, fallback = lung_box(prob, self.rules)
         if not self.crop:
             box = full_box(prob)

@@ -9,7 +9,7 @@ const METRICS = ["precision", "recall", "specificity", "f1", "auc"];
 
 function definitionList(pairs) {
   return el("dl", { className: "facts" },
-    pairs.filter(([, value]) => value !== undefined && value !== null && value !== "")
+    pairs.filter((pair) => pair && pair[1] !== undefined && pair[1] !== null && pair[1] !== "")
       .flatMap(([term, value]) => [el("dt", { textContent: term }), el("dd", {}, value)]));
 }
 
@@ -93,6 +93,16 @@ function metricsFor(card, file, info) {
   return section;
 }
 
+/** What the chest gate refuses (docs/gate.md): the figures `cxr gate-train` measured, per kind, with CIs. */
+function gateCard(card) {
+  const measured = card.gate?.measured?.cross_validated;
+  if (!measured) return null;
+  return el("section", { id: "gate-card" }, el("h3", { textContent: "What is refused: the chest film check" }),
+    table("Cross-validated by patient (each image scored by a gate that never saw its patient)",
+      ["kind", "images", "share refused (chest films: withheld)"],
+      Object.entries(measured).map(([kind, r]) => [kind.replace(/_/g, " "), String(r.n), withCi(r.share, r.ci95)])));
+}
+
 function uncertainty(card) {
   const u = card.uncertainty;
   if (!u) return null;
@@ -133,8 +143,12 @@ export function renderModelCard(container, card) {
     ["Classes", card.classes.join(", ")],
     ["Calibration", `temperature ${fixed(card.temperature)} fitted on ${calibration.fitted_on ?? "?"} ` +
       `(ECE ${fixed(calibration.ece_before)} → ${fixed(calibration.ece_after)})`],
+    card.gate ? ["Chest film check", `a gate on the lung segmenter's features refuses, with no diagnosis, what is ` +
+      `not a frontal chest radiograph, upright and not inverted (gate below ${card.gate.threshold})`] : null,
     ["Out-of-distribution check", `feature distance above ${fixed(card.ood_threshold, 1)} (the ` +
-      `${card.ood_percentile ?? "?"}th percentile of the validation images) shows the warning`],
+      `${card.ood_percentile ?? "?"}th percentile of the validation images) ` +
+      (card.gate ? "marks a film as unlike the training films: shown, uncertain, validate at your site"
+        : "shows the warning")],
     ["Default model file", card.default_model],
     ["int8", card.int8?.note],
   ]));
@@ -147,6 +161,7 @@ export function renderModelCard(container, card) {
       el("h3", { textContent: "Known bias: source and label" }),
       el("ul", {}, card.shortcuts.summary.map((text) => el("li", { textContent: text })))) : null,
     unseenSources(card),
+    gateCard(card),
     uncertainty(card),
     about,
     trainingData(card),

@@ -3,7 +3,7 @@
 // the same lines in a printable section (#report, shown only by the print stylesheet). Both come from
 // reportLines(), so the saved file and the printout say the same thing.
 import { el, fixed, percent } from "./format.js";
-import { bandSentence, WITHHELD_OOD } from "./verdict.js";
+import { bandSentence, UNLIKE_TRAINING } from "./verdict.js";
 
 export const DISCLAIMER = "Not a medical device. For research and education only: do not use it for diagnosis, " +
   "treatment or any clinical decision.";
@@ -14,13 +14,29 @@ function lungLines(result) {
   return result.lungs?.summary ? [["Evidence in the lungs", result.lungs.summary]] : [];
 }
 
+/** The chest gate (models that carry it: docs/gate.md) and the distance from the training films, in words. */
+function gateLines(result, card, v, threshold) {
+  const distance = `score ${fixed(result.oodScore, 1)}, threshold ${threshold}`;
+  if (!card.gate || result.gate === null || result.gate === undefined) {
+    return [["Chest X-ray check", result.ood
+      ? `unlike the chest X-rays the model was trained on, or not one (${distance})`
+      : `like the chest X-rays the model was trained on (${distance})`]];
+  }
+  const gate = `gate ${fixed(result.gate, 3)}, threshold ${card.gate.threshold}`;
+  return [
+    ["Frontal chest film check", v.withheld ? `refused: ${v.withheld} (${gate})` : `passed (${gate})`],
+    ["Like the training films", v.withheld ? "" : v.unlike ? `no: ${UNLIKE_TRAINING} (${distance})`
+      : `yes (${distance})`],
+  ];
+}
+
 /** The report as [label, text] pairs. `view`: the viewer's reportView() (revealed?, which heatmap). */
 export function reportLines(result, card, view, now = new Date()) {
   const v = result.verdict;
   const shown = !v.withheld || view.revealed;
   const p = result.probabilities;
   let outcome = `${v.topClass}${v.band ? ` (${v.band})` : ""}`;
-  if (v.withheld) outcome = `Withheld: ${WITHHELD_OOD}. No diagnosis is given for this image.`;
+  if (v.withheld) outcome = `Withheld: ${v.withheld}. No diagnosis is given for this image.`;
   else if (v.band === "uncertain") outcome = `Uncertain: ${v.leading.map((i) => card.classes[i]).join(" or ")}`;
   const threshold = fixed(card.ood_threshold, 1);
   const lines = [
@@ -30,10 +46,7 @@ export function reportLines(result, card, view, now = new Date()) {
     ["Uncertainty", v.withheld ? "" : bandSentence(v, card)],
     ["Probabilities", shown ? card.classes.map((c, i) => `${c} ${percent(p[i])}`).join(", ") +
       (v.withheld ? " (shown on request: the model's output for an image it was not made for)" : "") : "withheld"],
-    ["Chest X-ray check", result.ood
-      ? `unlike the chest X-rays the model was trained on, or not one (score ${fixed(result.oodScore, 1)}, above ` +
-        `the threshold ${threshold})`
-      : `like the chest X-rays the model was trained on (score ${fixed(result.oodScore, 1)}, threshold ${threshold})`],
+    ...gateLines(result, card, v, threshold),
     ["Heatmap", view.heat
       ? `Grad-CAM of ${view.heat.className}, ${view.heat.scale}; not a lesion outline` : "withheld"],
     ...lungLines(result),

@@ -5,11 +5,14 @@
 
 export const KIND = "top_probability_below";
 
-/** "confident", "uncertain", or null: no band for an out-of-distribution image (no diagnosis at all) or for a
- * model.json without a rule. An unknown rule kind counts as uncertain: never claim a confidence we cannot check. */
-export function band(probabilities, ood, uncertainty) {
-  if (ood || !uncertainty) return null;
+/** "confident", "uncertain", or null: no band for a withheld result (no diagnosis at all) or for a model.json
+ * without a rule. An unknown rule kind counts as uncertain: never claim a confidence we cannot check; nor for a film
+ * unlike the training films (the rule was measured on films like them). */
+export function band(probabilities, withheld, uncertainty, unlikeTraining = false) {
+  if (withheld || !uncertainty) return null;
   const rule = uncertainty.rule;
-  if (rule?.kind !== KIND || rule.threshold === null || rule.threshold === undefined) return "uncertain";
+  if (rule?.kind !== KIND || rule.threshold === null || rule.threshold === undefined || unlikeTraining) {
+    return "uncertain";
+  }
   return Math.max(...probabilities) < rule.threshold ? "uncertain" : "confident";
 }

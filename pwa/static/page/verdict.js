@@ -1,33 +1,55 @@
 // @ts-check
 // What the app states about one result, in one place for the viewer, the table, the CSV, the report and the live
 // region, so they cannot disagree:
-// - out of distribution: no diagnosis (no class, no band), and why;
+// - withheld (the chest gate refused the image: not a frontal chest film, inverted, upside down, rotated): no
+//   diagnosis (no class, no band), and why;
+// - unlike the training films (the OOD distance, with a gate): the diagnosis, uncertain, with "validate at your site";
 // - uncertain: the two leading classes, with equal weight (in the model's class order, not by probability);
 // - confident: the top class;
 // and the accuracy that results of the same band had on the test split (model.json `uncertainty.bands`).
 import { percent } from "./format.js";
 import { band } from "./uncertainty.js";
 
-// The OOD score measures distance from the training images, so it fires for non-X-rays and also for real films
-// unlike the training data (11% of one unseen hospital's films: model.json `external`); say both.
+// Without a gate the distance is all there is, and it fires for non-X-rays and for unfamiliar real films alike.
 export const WITHHELD_OOD = "out of distribution: unlike the training X-rays, or not a chest X-ray";
+export const UNLIKE_TRAINING = "unlike the films the model was trained on: validate at your site before relying on " +
+  "this result";
+const FALLBACK_MESSAGE = "not a frontal chest radiograph";
 
-/** {band, withheld, topIndex, topClass, shownClass, leading: [i, j], label, measured} for a worker result. */
+/** The browser's copy of runtime/gate.py `decide`, line for line: {withheld, gate_reason, unlike_training}. */
+export function decide(card, gate, gateReason, ood) {
+  const spec = card.gate;
+  if (!spec || gate === null || gate === undefined) {
+    return { withheld: ood ? WITHHELD_OOD : null, gate_reason: null, unlike_training: false };
+  }
+  if (gate < spec.threshold) {
+    const reason = spec.reasons[Math.trunc(gateReason)];
+    return { withheld: spec.messages[reason] ?? FALLBACK_MESSAGE, gate_reason: reason, unlike_training: false };
+  }
+  return { withheld: null, gate_reason: null, unlike_training: Boolean(ood) };
+}
+
+/** {band, withheld, gateReason, unlike, topIndex, topClass, shownClass, leading: [i, j], label, measured} for a
+ * worker result. */
 export function verdict(result, card) {
   const p = result.probabilities;
   const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
-  const which = band(p, result.ood, card.uncertainty);
+  const d = decide(card, result.gate, result.gateReason, result.ood);
+  const withheld = d.withheld ?? "";
+  const which = band(p, Boolean(withheld), card.uncertainty, d.unlike_training);
   const leading = order.slice(0, 2).sort((a, b) => a - b);
   const topClass = card.classes[order[0]];
   let label = topClass;
-  if (result.ood) label = "";
+  if (withheld) label = "";
   else if (which === "uncertain") label = `Uncertain: ${leading.map((i) => card.classes[i]).join(" or ")}`;
   return {
     band: which,
-    withheld: result.ood ? WITHHELD_OOD : "",
+    withheld,
+    gateReason: d.gate_reason ?? "",
+    unlike: d.unlike_training,
     topIndex: order[0],
     topClass,
-    shownClass: result.ood ? "" : topClass, // what the page may call the prediction
+    shownClass: withheld ? "" : topClass, // what the page may call the prediction
     leading,
     label,
     measured: which ? card.uncertainty?.bands?.[which] ?? null : null,
@@ -59,13 +81,12 @@ export function bandSentence(v, card) {
 /** The live region's words for a shown result: the prediction and its band, or why there is none. */
 export function announcement(result, v, classes) {
   if (result.error) return `${result.name} could not be read: ${result.error}`;
-  if (v.withheld) {
-    return `${result.name}: unlike the chest X-rays the model was trained on (or not a chest X-ray), so no ` +
-      "prediction is given.";
-  }
+  if (v.withheld) return `${result.name}: ${v.withheld}, so no prediction is given.`;
   const p = result.probabilities;
+  const unlike = v.unlike ? ` It is ${UNLIKE_TRAINING}.` : "";
   if (v.band === "uncertain") {
-    return `${result.name}: uncertain, ${v.leading.map((i) => `${classes[i]} ${percent(p[i])}`).join(" or ")}.`;
+    return `${result.name}: uncertain, ${v.leading.map((i) => `${classes[i]} ${percent(p[i])}`).join(" or ")}.` +
+      unlike;
   }
   return `${result.name}: most likely ${v.topClass}, ${percent(p[v.topIndex])}${v.band ? `, ${v.band}` : ""}.`;
 }

@@ -4,8 +4,8 @@
 //
 // Three states (data-state on the section):
 // - "error": the file could not be read. Only the message; no picture, no probabilities, no heatmap controls.
-// - "withheld": out of distribution. The warning, the image without a heatmap, and a button that shows the
-//   model's output anyway (for this file only: the next file starts withheld again).
+// - "withheld": the chest gate refused it (verdict.js). Why, the image without a heatmap, and a button that shows
+//   the model's output anyway (for this file only: the next file starts withheld again).
 // - "shown": the prediction (or "uncertain" with the two leading classes), the band's measured accuracy,
 //   probabilities, heatmap.
 import { el, percent } from "./format.js";
@@ -53,6 +53,8 @@ export class Viewer {
     this.evidence = $("#evidence");
     this.probabilities = $("#probabilities tbody");
     this.oodBox = $("#ood-box");
+    this.oodReason = $("#ood-reason");
+    this.unlikeNote = $("#unlike-note");
     this.revealButton = $("#reveal");
     this.error = $("#viewer-error");
     this.actions = $("#report-actions");
@@ -103,9 +105,9 @@ export class Viewer {
     return choice === "predicted" ? result.predicted : Number(choice);
   }
 
-  /** An out-of-distribution result whose output the user has not asked to see. */
+  /** A withheld result (verdict.js) whose output the user has not asked to see. */
   get withheld() {
-    return Boolean(this.result && !this.result.error && this.result.ood && !this.revealed);
+    return Boolean(this.result && !this.result.error && this.result.verdict?.withheld && !this.revealed);
   }
 
   /**
@@ -134,7 +136,9 @@ export class Viewer {
     this.root.dataset.state = failed ? "error" : withheld ? "withheld" : "shown";
     this.error.hidden = !failed;
     this.error.textContent = failed ? `${result.name} could not be read: ${result.error}` : "";
-    this.oodBox.hidden = failed || !result.ood;
+    this.oodBox.hidden = failed || !result.verdict?.withheld;
+    this.oodReason.textContent = failed ? "" : result.verdict?.withheld ?? "";
+    this.unlikeNote.hidden = failed || !result.verdict?.unlike;
     this.revealButton.hidden = !withheld;
     this.figure.hidden = failed;
     this.details.hidden = failed || withheld;

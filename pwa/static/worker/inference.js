@@ -82,6 +82,9 @@ export class Model {
         camShape: out.cam.dims.slice(2).map(Number),
         oodScore: out.ood_score.data[0],
       };
+      if (out.gate) { // docs/gate.md: the models that carry the chest gate
+        Object.assign(result, { gate: out.gate.data[0], gateReason: out.gate_reason.data[0] });
+      }
       if (out.lung_evidence) { // docs/lungs.md: the models that carry a lung segmenter
         Object.assign(result, {
           lungMask: out.lung_mask.data.slice(),

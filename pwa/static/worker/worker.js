@@ -111,6 +111,8 @@ const handlers = {
       topClass: card.classes[k],
       oodScore: out.oodScore,
       ood: out.oodScore > card.ood_threshold,
+      gate: out.gate ?? null, // withholding is the page's decision too (verdict.js decide)
+      gateReason: out.gateReason ?? null,
       hottest: hottestCell(out.cam, h, w, k),
       cam: out.cam,
       camShape: out.camShape,

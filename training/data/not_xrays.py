@@ -1,4 +1,5 @@
-"""Images that are not chest X-rays, for measuring the OOD flag: photographs, text, uniform fields and noise.
+"""Images that are not chest X-rays: photographs, text pages, uniform fields and noise (the OOD rates of an export
+and the chest gate's test negatives), and procedural outliers for int8 calibration.
 
 Every image goes through the project's decoder (PNG bytes in), exactly as a user's file would.
 """
