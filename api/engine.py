@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from core.decode import DecodeError, sniff
+from runtime import site_shift
 from runtime.predictor import Predictor, heatmap
 
 from .admission import Ticket
@@ -82,8 +83,9 @@ class Engine:
         result, gray, cams = self._predict(data)
         return _png(heatmap(gray, cams, result)[0])
 
-    def analyse_batch(self, files: list[Upload]) -> list[dict]:
-        """One result per file, in order; a file that fails is an error result, the others go on."""
+    def analyse_batch(self, files: list[Upload]) -> tuple[list[dict], dict]:
+        """(one result per file, in order: a file that fails is an error result, the others go on; the site-shift
+        check over the files analysed, runtime.site_shift)."""
         results = []
         for index, upload in enumerate(files):
             entry = {"index": index, "filename": upload.filename}
@@ -91,7 +93,8 @@ class Engine:
                 results.append({**entry, "status": 200, **self.analyse(upload.data)})
             except ApiError as e:
                 results.append({**entry, "status": e.status, **e.body().model_dump()})
-        return results
+        analysed = [r for r in results if r["status"] == 200]
+        return results, site_shift.check_results(analysed, self.predictor.card, self.model.file)
 
     def _predict(self, data: bytes) -> tuple[dict, np.ndarray, np.ndarray]:
         try:

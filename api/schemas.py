@@ -101,10 +101,31 @@ class BatchError(ErrorBody, BatchEntry):
     """A file of the batch that could not be analysed (the others go on)."""
 
 
+class SiteShift(BaseModel):
+    """Whether the batch's films, taken as one site's, differ from the validation split's beyond what sampling
+    explains (runtime/site_shift.py; docs/site.md): their OOD scores (Kolmogorov-Smirnov) and predicted classes
+    (chi-square), Bonferroni for the two. No labels are needed."""
+
+    judged: bool = Field(description="false below min_films analysed files, or for a model without the reference")
+    shifted: bool | None = Field(description="true: validate locally before relying on the results; null when not "
+                                             "judged")
+    n: int = Field(description="the batch's analysed files (those with an error take no part)")
+    min_films: int = Field(description="the fewest films the check judges")
+    alpha: float | None = Field(description="shifted when p_value is below it")
+    p_value: float | None = Field(description="min(1, 2 * the smaller of p_values); null when not judged")
+    p_values: dict[str, float] | None = Field(description="ood_score: Kolmogorov-Smirnov, predicted_class: "
+                                                          "chi-square, each against the validation split's")
+    statistics: dict[str, float | int] | None = Field(description="ks_d, chi_square and its df")
+    class_counts: dict[str, int] = Field(description="the batch's predicted classes (the argmax of the logits, "
+                                                     "before any site profile)")
+    message: str = Field(description="the verdict in words")
+
+
 class BatchResponse(BaseModel):
-    """POST /v1/predict/batch: one entry per file, in order."""
+    """POST /v1/predict/batch: one entry per file, in order, and the site-shift check over the batch."""
 
     results: list[BatchResult | BatchError]
+    site_shift: SiteShift
     queue_ms: float = Field(description="how long the request waited for an inference thread")
     model: ModelInfo
 

@@ -22,6 +22,7 @@ from core.classes import CLASSES
 from core.decode import DecodeError, decode
 from core.jsonio import dumps, plain
 from core.metrics import evaluate_predictions
+from runtime import site_shift
 from training.data import not_xrays
 from training.data.dataset import load_prepared
 from training.graph.gate import MESSAGES as GATE_MESSAGES
@@ -169,6 +170,18 @@ def gate_summary(metrics: dict) -> dict:
             if key in metrics}
 
 
+def site_shift_report(staging: Path, files: dict, val_images: list, fp32_val_out: dict) -> dict:
+    """model.json `site_shift`: the site-shift check's rule and, for each model file shipped, the validation split's
+    OOD scores and predicted-class counts through that very file (runtime/site_shift.py; docs/site.md)."""
+    references = []
+    for file in files:
+        out = fp32_val_out
+        if file != FP32 and val_images:
+            out = verify.predict_all(verify.session(staging / file), val_images)
+        references.append(site_shift.reference(out["ood_score"], out["logits"], CLASSES, file))
+    return site_shift.card_section(references)
+
+
 def source_probe_of(evaluation: Path | None, checkpoint: Path) -> dict | None:
     """The source probe that `cxr evaluate` measured for this very checkpoint (its metrics.json), or None."""
     if evaluation is None or not Path(evaluation).is_file():
@@ -255,7 +268,8 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
     _log("export: uncertainty rule on the validation split (fp32) ...")
     val = LabelledSplit.of(data, "val")
     val_out = verify.predict_all(fp32_sess, val.images) if val.images else {
-        "probabilities": np.zeros((0, len(CLASSES)), np.float32), "ood_score": np.zeros(0, np.float32)}
+        "probabilities": np.zeros((0, len(CLASSES)), np.float32), "logits": np.zeros((0, len(CLASSES)), np.float32),
+        "ood_score": np.zeros(0, np.float32)}
 
     card = model_card(ckpt, checkpoint, data, files, checks, int8_report, name, wrapper.output_names)
     card["uncertainty"] = plain(uncertainty_card(
@@ -265,6 +279,7 @@ def export(checkpoint: Path, out: Path, data: Path | None = None, int8: bool = T
         card["lungs"] = lung_report(wrapper, lungs, val_out, outputs[FP32])
     if wrapper.gate is not None:
         card["gate"] = gate_report(gate, sets, fp32_sess, outputs[FP32])
+    card["site_shift"] = plain(site_shift_report(staging, files, val.images, val_out))
     card["shortcuts"] = shortcut_report(ckpt.data_summary, probe, test.labels, outputs[FP32]["probabilities"],
                                         test.patients, test.sources, n_boot)
     _accept(staging, out, files, card, checks)

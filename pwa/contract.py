@@ -1,6 +1,8 @@
 """app/shared/contract.js, generated: the constants the browser must share with Python, taken from the Python side
-itself (core/decode.py, pydicom, matplotlib, pwa/vendor.py), so that the two cannot drift apart. docs/decoding.md
-is the contract for the decoding constants.
+itself (core/decode.py, pydicom, matplotlib, pwa/vendor.py, and for site validation runtime/site_calibration.py,
+runtime/site_profile.py, runtime/bands.py, runtime/site_validation.py, `cxr validate`'s defaults and the site
+profile's JSON Schema), so that the two cannot drift apart. docs/decoding.md is the contract for the decoding
+constants, docs/site.md for the site's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ def contract_module() -> str:
         f"export const INFERNO = \"{inferno_hex()}\";",
         "// The gzip-compressed onnxruntime-web wasm binary, relative to the site's root (the worker inflates it).",
         f"export const WASM_GZIP = {json.dumps(WASM_GZIP)};",
+        "// Site validation and calibration (docs/site.md): the fit's priors and thresholds, the folds, the refusals,",
+        "// the reliability bins and `cxr validate`'s bootstrap defaults.",
+        f"export const SITE_CALIBRATION = {json.dumps(site_calibration_constants(), indent=2)};",
+        "// runtime/site-profile.schema.json: what a site profile must look like (the app checks imports against it).",
+        f"export const SITE_PROFILE_SCHEMA = {json.dumps(site_profile_schema())};",
     ]
     return "\n".join(lines) + "\n"
 
@@ -44,3 +51,34 @@ def inferno_hex() -> str:
 
     lut = colormaps["inferno"](np.arange(256))[:, :3]  # integer indexes: the table's own 256 entries
     return bytes(np.round(lut * 255).astype(np.uint8).ravel()).hex()
+
+
+def site_calibration_constants() -> dict:
+    """The numbers the app's site validation must share with `cxr validate` (imported here, not copied)."""
+    import argparse
+
+    from runtime import bands, site_calibration, site_profile, site_validation
+    from runtime.commands import validate
+
+    parser = argparse.ArgumentParser()
+    validate.add_arguments(parser)
+    return {
+        "offset_prior": site_calibration.OFFSET_PRIOR, "temperature_prior": site_calibration.TEMPERATURE_PRIOR,
+        "min_films_temperature": site_calibration.MIN_FILMS_TEMPERATURE,
+        "min_films_band": site_calibration.MIN_FILMS_BAND,
+        "leave_one_out_up_to": site_calibration.LEAVE_ONE_OUT_UP_TO, "folds": site_calibration.FOLDS,
+        "target_accuracy": bands.TARGET_ACCURACY, "min_support": bands.MIN_SUPPORT,
+        "min_films": site_profile.MIN_FILMS, "min_classes": site_profile.MIN_CLASSES,
+        "profile_format": site_profile.FORMAT, "profile_kind": site_profile.KIND,
+        "reliability_bins": site_validation.RELIABILITY_BINS,
+        "n_boot": parser.get_default("n_boot"), "seed": parser.get_default("seed"),
+    }
+
+
+def site_profile_schema() -> dict:
+    """The schema without its `$schema` and `$id` URLs: the app's checker does not need them, and the app's own
+    files name no other origin (tests/pwa/test_site.py)."""
+    from runtime.site_profile import SCHEMA
+
+    schema = json.loads(SCHEMA.read_text())
+    return {k: v for k, v in schema.items() if k not in ("$schema", "$id")}

@@ -15,6 +15,15 @@ declare module "*/shared/contract.js" {
   /** 256 RGB entries, two hex digits each. */
   export const INFERNO: string;
   export const WASM_GZIP: string;
+  /** Site validation's constants, from runtime/ (pwa/contract.py `site_calibration_constants`). */
+  export const SITE_CALIBRATION: {
+    offset_prior: number; temperature_prior: number; min_films_temperature: number; min_films_band: number;
+    leave_one_out_up_to: number; folds: number; target_accuracy: number; min_support: number; min_films: number;
+    min_classes: number; profile_format: number; profile_kind: string; reliability_bins: number; n_boot: number;
+    seed: number;
+  };
+  /** runtime/site-profile.schema.json, as parsed. */
+  export const SITE_PROFILE_SCHEMA: any;
 }
 
 /** vendor/ort/ort.wasm.min.mjs: onnxruntime-web's wasm build (pwa/vendor.py), typed by the npm package. */

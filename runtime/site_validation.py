@@ -133,13 +133,21 @@ def validate_site(model_file: Path, src: Path, site: str | None = None, *, n_boo
         reasons = "; ".join(f"{u['file']}: {u['reason']}" for u in unreadable[:3])
         raise ValueError(f"{src}: none of its {len(films)} films could be read ({reasons})")
     site = site or default_site_name(src)
-    sha256 = sha256_file(model_file)
+    return summarise(scored, unreadable, card, site=site, data=str(src), model_file=model_file.name,
+                     sha256=sha256_file(model_file), n_boot=n_boot, seed=seed)
+
+
+def summarise(scored: list[dict], unreadable: list[dict], card: dict, *, site: str, data: str, model_file: str,
+              sha256: str, n_boot: int = 1000, seed: int = 0, created: str | None = None) -> tuple[dict, dict | None]:
+    """validate_site after the scoring: (metrics.json's content, the site profile or None) of the films scored by
+    `score_films` (at least one) and those it could not read. The app computes the same from the films its worker
+    scored (pwa/static/page/site-validation.js); tests compare the two on the same scored films."""
     a = arrays(scored, list(card["classes"]))
     metrics = {
-        "site": site, "data": str(src), "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {"name": card["name"], "version": card["version"], "file": model_file.name, "sha256": sha256},
+        "site": site, "data": data, "created": created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {"name": card["name"], "version": card["version"], "file": model_file, "sha256": sha256},
         "site_figures": site_metrics(scored, card, n_boot, seed),
-        "model_card": card_figures(card, model_file.name),
+        "model_card": card_figures(card, model_file),
         "unreadable": unreadable,
     }
     metrics["reliability"] = {"before": metrics["site_figures"]["reliability"]}

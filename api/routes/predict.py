@@ -92,6 +92,9 @@ async def predict(inference: InferenceDep, heatmap: Annotated[Literal["png"] | N
 @router.post("/predict/batch", response_model_exclude_unset=True,
              openapi_extra=request_body({"multipart/form-data": BatchUpload}), responses=ERRORS)
 async def predict_batch(inference: InferenceDep) -> BatchResponse:
-    """Several multipart `file` fields: one entry per file, in order; a bad file does not fail the others."""
-    results, queued_ms = await inference.run(inference.engine.analyse_batch)
-    return BatchResponse.model_validate({"results": results, "queue_ms": queued_ms, "model": inference.engine.model})
+    """Several multipart `file` fields: one entry per file, in order; a bad file does not fail the others. With
+    `site_shift`: whether the files, as one site's, differ from the films the model was validated on (from 20
+    files; docs/site.md)."""
+    (results, shift), queued_ms = await inference.run(inference.engine.analyse_batch)
+    return BatchResponse.model_validate({"results": results, "site_shift": shift, "queue_ms": queued_ms,
+                                         "model": inference.engine.model})

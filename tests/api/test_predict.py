@@ -58,6 +58,33 @@ def test_batch_one_result_per_file_and_a_bad_file_fails_alone(server, client, re
                                    atol=1e-6)
 
 
+def test_batch_site_shift(server, client, real_files, tiny_export):
+    """The batch answers whether its files, as one site's, differ from the validation split (runtime/site_shift.py):
+    not judged below 20 analysed files; judged from 20, as `cxr predict`'s results on the same files are."""
+    from runtime.site_shift import NOT_SHIFTED, SHIFTED, check_results
+
+    url, _ = server
+    few = client.post(f"{url}/v1/predict/batch", files=[("file", ("a.png", real_files["png"].read_bytes()))])
+    shift = few.json()["site_shift"]
+    assert shift["judged"] is False and shift["shifted"] is None and shift["n"] == 1 and shift["min_films"] == 20
+    assert "at least 20 films" in shift["message"]
+    paths = [real_files[n] for n in ("png", "jpeg", "dicom")] * 7  # 21 films
+    files = [("file", (p.name, p.read_bytes())) for p in paths] + [("file", ("notes.txt", b"not an image"))]
+    with api_server(tiny_export, max_files=len(files)) as (big, _):
+        response = client.post(f"{big}/v1/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    shift = response.json()["site_shift"]
+    assert shift["judged"] is True and shift["n"] == 21  # the file that is no image takes no part
+    assert shift["message"] == (SHIFTED if shift["shifted"] else NOT_SHIFTED)
+    assert 0 <= shift["p_value"] <= 1 and set(shift["p_values"]) == {"ood_score", "predicted_class"}
+    assert sum(shift["class_counts"].values()) == 21 and isinstance(shift["statistics"]["df"], int)
+    card = json.loads((tiny_export / "model.json").read_text())
+    expected = check_results(list(predict_files([str(p) for p in paths], model_file(tiny_export))), card,
+                             model_file(tiny_export).name)
+    assert shift["shifted"] == expected["shifted"] and shift["class_counts"] == expected["class_counts"]
+    assert shift["p_value"] == pytest.approx(expected["p_value"], rel=1e-4, abs=1e-12)
+
+
 def test_heatmap_png_is_the_overlay(server, client, real_files, tiny_export, tmp_path):
     url, _ = server
     response = client.post(f"{url}/v1/predict?heatmap=png", content=real_files["png"].read_bytes())

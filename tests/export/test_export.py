@@ -54,8 +54,8 @@ def _broken_export(monkeypatch, tiny_export, tmp_path, breakage):
     """Export the tiny checkpoint again with the wrapper broken by `breakage(model)`."""
     real = package.from_checkpoint
 
-    def broken(path, lungs=None):
-        model, ckpt = real(path, lungs)
+    def broken(path, lungs=None, gate=None):
+        model, ckpt = real(path, lungs, gate)
         breakage(model)
         return model, ckpt
 

@@ -1,13 +1,15 @@
 // @ts-check
 // The page: file inputs and the drop zone, the batch loop (one file at a time in the worker), the table, the
 // viewer, the model card and the engine status. Decoding and inference run in worker.js; the service worker
-// (sw.js) is registered by sw-register.js.
+// (sw.js) is registered by sw-register.js. The "Validate at your site" view is site-view.js; while a site profile is
+// in use, every file of a batch is calibrated by it (in the worker) and says so.
 import { InferenceClient } from "./client.js";
 import { downloadCsv, toCsv } from "./csv.js";
 import { downloadBlob, stamp } from "./download.js";
 import { renderModelCard } from "./modelcard.js";
 import { renderReportSection, reportLines, reportPng } from "./report.js";
 import { ResultsTable } from "./results.js";
+import { calibrationOf, SiteView } from "./site-view.js";
 import { registerServiceWorker, takeUpdatedFlag } from "./sw-register.js";
 import { announcement } from "./verdict.js";
 import { Viewer } from "./viewer.js";
@@ -16,9 +18,12 @@ import { INFERNO } from "../shared/contract.js";
 const $ = (selector) => document.querySelector(selector);
 const params = new URLSearchParams(location.search);
 
-/** card: model.json, build: build.json (as parsed); files: the batch; shown: the row in the viewer (-1: none). */
-/** @type {{card: any, build: any, files: File[], batch: number, running: boolean, shown: number, ready: boolean}} */
-const state = { card: null, build: null, files: [], batch: 0, running: false, shown: -1, ready: false };
+/** card: model.json, build: build.json (as parsed); files: the batch; shown: the row in the viewer (-1: none);
+ * modelFile: the ONNX file in use; profile: the site profile in use (checked for that file), or null. */
+/** @type {{card: any, build: any, files: File[], batch: number, running: boolean, shown: number, ready: boolean,
+ *   modelFile: string, profile: any}} */
+const state = { card: null, build: null, files: [], batch: 0, running: false, shown: -1, ready: false,
+  modelFile: "", profile: null };
 
 const status = $("#status");
 function setStatus(text, kind = "info") {
@@ -71,7 +76,7 @@ function showEngine(info) {
 
 // --- the batch -------------------------------------------------------------------------------------------------
 
-let client, table, viewer;
+let client, table, viewer, siteView;
 
 async function classify(files) {
   if (!files.length) return;
@@ -81,6 +86,8 @@ async function classify(files) {
   }
   client.cancel();
   const batch = ++state.batch;
+  // The profile in use when the batch starts calibrates all of it (a change starts a new batch).
+  const site = state.profile ? calibrationOf(state.profile) : null;
   state.files = files;
   state.running = true;
   state.shown = -1;
@@ -96,12 +103,14 @@ async function classify(files) {
   await Promise.all(files.map(async (file, index) => {
     let result;
     try {
-      result = await client.request("classify", { file, name: file.name, display: index === 0, scale: viewer.scale });
+      result = await client.request("classify", { file, name: file.name, display: index === 0, scale: viewer.scale,
+        calibration: site?.worker ?? null });
     } catch (e) {
       result = { name: file.name, error: `internal error: ${e.message}` };
     }
     if (batch !== state.batch || result.cancelled) return;
     const { image, heat, outline, ...data } = result;
+    if (site && !data.error) data.siteProfile = site.result;
     table.update(index, data);
     if (index === 0) showResult(0, image ? { image, heat, outline } : null, { focus: focusIsFree() });
     done += 1;
@@ -234,7 +243,10 @@ function wireInputs() {
     state.ready = false;
     setStatus(`Loading ${file}…`);
     try {
-      showEngine(await client.request("setModel", { model: file }, { urgent: true }));
+      const info = await client.request("setModel", { model: file }, { urgent: true });
+      showEngine(info);
+      state.modelFile = info.model;
+      await siteView.restore(); // a site profile belongs to one model file: checked again for this one
       state.ready = true;
       setStatus(`Model ${file} ready.`);
       if (state.files.length) classify(state.files);
@@ -269,15 +281,28 @@ async function main() {
     },
   });
   client = new InferenceClient(new URL("../worker/worker.js", import.meta.url), (e) => setStatus(e.message, "error"));
+  siteView = new SiteView($("#site"), state.card, {
+    client,
+    modelFile: () => state.modelFile,
+    ready: () => state.ready,
+    onProfile: (profile) => {
+      const changed = profile !== state.profile;
+      state.profile = profile;
+      if (changed && state.ready && state.files.length) classify(state.files); // the open files, as they now are
+    },
+  });
   const requestedModel = params.get("model") || $("#model-choice").value;
   $("#model-choice").value = requestedModel;
   try {
     const info = await client.request("init", { threads: Number(params.get("threads")) || 0, model: requestedModel });
     $("#model-choice").value = info.model;
     showEngine(info);
+    state.modelFile = info.model;
+    await siteView.restore(); // before the first file: a stored site profile calibrates it, or says why not
     state.ready = true;
     status.dataset.state = "ready";
-    setStatus("Ready. Open or drop chest X-rays: they stay on this device.");
+    setStatus("Ready. Open or drop chest X-rays: they stay on this device." +
+      (state.profile ? ` Results are ${calibrationOf(state.profile).result.summary}.` : ""));
   } catch (e) {
     status.dataset.state = "failed";
     setStatus(`The model could not be loaded: ${e.message}`, "error");

@@ -3,6 +3,8 @@
 // states comes from verdict.js, as in the table: a withheld file (the chest gate refused it) has an empty prediction
 // and band, and `withheld` says why; its probabilities stay in their columns (the model's raw output, for analysis).
 // `unlike_training`: a diagnosis given for a film unlike the training films (validate at your site).
+// `site_profile`: for a result calibrated by a site profile, "calibrated for <site> (site profile of <n> films,
+// <date>)" (what `cxr predict --site-profile` says in its `site_profile.summary`); empty for the model as it comes.
 import { downloadBlob } from "./download.js";
 
 function cell(value) {
@@ -15,7 +17,8 @@ function cell(value) {
  * without a lung segmenter. */
 export function toCsv(rows, classes) {
   const header = ["file", ...classes.map((c) => `p_${c}`), "prediction", "band", "withheld", "gate", "gate_reason",
-    "unlike_training", "ood_score", "lung_evidence", "lung_fallback", "error", "model", "model_version"];
+    "unlike_training", "ood_score", "lung_evidence", "lung_fallback", "error", "model", "model_version",
+    "site_profile"];
   // Free text (file names, messages) must not run as a spreadsheet formula.
   const safe = (text) => (/^[=+\-@\t\r]/.test(text ?? "") ? `'${text}` : text ?? "");
   const lines = [header.map(cell).join(",")];
@@ -36,6 +39,7 @@ export function toCsv(rows, classes) {
       safe(r.error),
       r.model ?? "",
       r.version ?? "",
+      done ? safe(r.verdict.site?.summary) : "",
     ].map(cell).join(","));
   }
   return lines.join("\r\n") + "\r\n";

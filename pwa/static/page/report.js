@@ -3,7 +3,7 @@
 // the same lines in a printable section (#report, shown only by the print stylesheet). Both come from
 // reportLines(), so the saved file and the printout say the same thing.
 import { el, fixed, percent } from "./format.js";
-import { bandSentence, UNLIKE_TRAINING } from "./verdict.js";
+import { bandSentence, siteSentence, UNLIKE_TRAINING } from "./verdict.js";
 
 export const DISCLAIMER = "Not a medical device. For research and education only: do not use it for diagnosis, " +
   "treatment or any clinical decision.";
@@ -44,6 +44,9 @@ export function reportLines(result, card, view, now = new Date()) {
     ["Date", now.toLocaleString("en-GB", { dateStyle: "long", timeStyle: "medium" })],
     ["Result", outcome],
     ["Uncertainty", v.withheld ? "" : bandSentence(v, card)],
+    // A site profile changed the probabilities, the class and the band: the report says so, and for where.
+    ["Site calibration", v.site ? `${siteSentence(v)}: the probabilities, the class and the band come from this ` +
+      "site's calibration of the model (a site profile, used on this device)" : ""],
     ["Probabilities", shown ? card.classes.map((c, i) => `${c} ${percent(p[i])}`).join(", ") +
       (v.withheld ? " (shown on request: the model's output for an image it was not made for)" : "") : "withheld"],
     ...gateLines(result, card, v, threshold),

@@ -2,7 +2,8 @@
 // The results table: one row per file, filled in as the worker answers. Each row carries its result in data-*
 // attributes too (full-precision probabilities, the class shown, the raw top class, band, OOD flag, hottest cell,
 // error), for scripts and tests. What a row states comes from verdict.js: an out-of-distribution file shows no
-// class and no probabilities, only why they are withheld.
+// class and no probabilities, only why they are withheld. A result calibrated by a site profile says for which site
+// in its "Site calibration" cell (the column shows only while a batch has calibrated results).
 import { el, percent } from "./format.js";
 import { verdict } from "./verdict.js";
 
@@ -19,6 +20,7 @@ export class ResultsTable {
    * label keep the whole name. */
   reset(files) {
     this.tbody.replaceChildren();
+    this.tbody.closest("table")?.removeAttribute("data-calibrated");
     this.rows = files.map((file, index) => {
       const button = el("button", { type: "button", className: "small", disabled: true, textContent: "Show" });
       button.setAttribute("aria-label", `Show ${file.name}`);
@@ -30,6 +32,7 @@ export class ResultsTable {
         el("td", { className: "prediction-cell", textContent: "" }),
         el("td", { className: "withheld-cell", textContent: "" }),
         el("td", { className: "error-cell", textContent: "" }),
+        el("td", { className: "site-cell", textContent: "" }),
         el("td", {}, button));
       this.tbody.append(tr);
       return { name: file.name, file, tr, button };
@@ -49,6 +52,7 @@ export class ResultsTable {
       for (let i = 0; i <= n; i++) cells[1 + i].textContent = "–";
       cells[2 + n].textContent = "";
       cells[3 + n].textContent = result.error;
+      cells[4 + n].textContent = "";
       return;
     }
     const v = verdict(result, this.card);
@@ -63,6 +67,8 @@ export class ResultsTable {
       gate: result.gate === null || result.gate === undefined ? "" : String(result.gate),
       gateReason: v.gateReason,
       unlike: String(v.unlike),
+      siteProfile: v.site?.summary ?? "",
+      logits: JSON.stringify(result.logits ?? null),
       ood: String(result.ood),
       oodScore: String(result.oodScore),
       hottestRow: String(result.hottest[0]),
@@ -82,6 +88,8 @@ export class ResultsTable {
     cells[2 + n].textContent = v.withheld;
     cells[2 + n].classList.toggle("warn", Boolean(v.withheld));
     cells[3 + n].textContent = "";
+    cells[4 + n].textContent = v.site ? `${v.site.site} (${v.site.films} films, ${v.site.created.slice(0, 10)})` : "";
+    if (v.site) this.tbody.closest("table")?.setAttribute("data-calibrated", "true");
     row.button.disabled = false;
   }
 

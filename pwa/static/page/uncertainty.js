@@ -16,3 +16,21 @@ export function band(probabilities, withheld, uncertainty, unlikeTraining = fals
   }
   return Math.max(...probabilities) < rule.threshold ? "uncertain" : "confident";
 }
+
+/** The smallest top probability t among `top` such that the results with top >= t number at least `minSupport`
+ * and were right at least `target` of the time; null when there is none. The browser's copy of runtime/bands.py
+ * `choose_threshold` (a site profile re-chooses the band on the site's films with it: site-calibration.js). */
+export function chooseThreshold(top, correct, target = 0.9, minSupport = 10) {
+  const candidates = [...new Set(top)].sort((a, b) => a - b); // ascending: the first that qualifies is the smallest
+  for (const t of candidates) {
+    let n = 0, right = 0;
+    top.forEach((value, i) => {
+      if (value >= t) {
+        n += 1;
+        if (correct[i]) right += 1;
+      }
+    });
+    if (n >= minSupport && right / n >= target) return t;
+  }
+  return null;
+}

@@ -7,6 +7,11 @@
 // - uncertain: the two leading classes, with equal weight (in the model's class order, not by probability);
 // - confident: the top class;
 // and the accuracy that results of the same band had on the test split (model.json `uncertainty.bands`).
+//
+// A result calibrated by a site profile (worker.js applied the profile's offsets and temperature; app.js attached
+// `siteProfile`: its site, films, date, summary, band rule and cross-validated figures) takes its band from the
+// profile's rule, as runtime/predictor.py does with `--site-profile`, and its band's accuracy from the profile's
+// cross-validated figures at that site; every sentence below then says that it is calibrated, and for where.
 import { percent } from "./format.js";
 import { band } from "./uncertainty.js";
 
@@ -29,14 +34,15 @@ export function decide(card, gate, gateReason, ood) {
   return { withheld: null, gate_reason: null, unlike_training: Boolean(ood) };
 }
 
-/** {band, withheld, gateReason, unlike, topIndex, topClass, shownClass, leading: [i, j], label, measured} for a
- * worker result. */
+/** {band, withheld, gateReason, unlike, topIndex, topClass, shownClass, leading: [i, j], label, measured, site} for
+ * a worker result (`site`: the site profile that calibrated it, or null). */
 export function verdict(result, card) {
   const p = result.probabilities;
   const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
   const d = decide(card, result.gate, result.gateReason, result.ood);
   const withheld = d.withheld ?? "";
-  const which = band(p, Boolean(withheld), card.uncertainty, d.unlike_training);
+  const site = result.siteProfile ?? null;
+  const which = band(p, Boolean(withheld), site ? site.band : card.uncertainty, d.unlike_training);
   const leading = order.slice(0, 2).sort((a, b) => a - b);
   const topClass = card.classes[order[0]];
   let label = topClass;
@@ -52,8 +58,36 @@ export function verdict(result, card) {
     shownClass: withheld ? "" : topClass, // what the page may call the prediction
     leading,
     label,
-    measured: which ? card.uncertainty?.bands?.[which] ?? null : null,
+    measured: which ? (site ? site.measured?.[which] : card.uncertainty?.bands?.[which]) ?? null : null,
+    site,
   };
+}
+
+/** "Calibrated for St Elsewhere (site profile of 40 films, 2026-12-08)": the sentence every calibrated result
+ * carries; "" for one that is not. */
+export const siteSentence = (v) => (v.site ? v.site.summary.replace(/^c/, "C") : "");
+
+/** A calibrated result's band sentence: the profile's rule and how right that band was at the site,
+ * cross-validated by patient. */
+function siteBandSentence(v) {
+  const site = v.site;
+  const rule = site.band;
+  const entry = v.measured;
+  const where = `${site.site}'s films`;
+  const measured = entry?.n
+    ? `right ${percent(entry.accuracy, 0)} of the time on ${where} (${entry.n} films, cross-validated by patient)`
+    : `not measured on ${where} (none fell in this band)`;
+  const threshold = rule?.rule?.threshold;
+  const chosen = rule?.chosen_on === "site" ? `chosen on ${where}` : "the model's own";
+  if (threshold === null || threshold === undefined) {
+    return `With this site profile's rule (${chosen}) no confidence level reached ` +
+      `${percent(rule?.target_accuracy ?? 0.9, 0)} correct results, so every result is marked uncertain; such ` +
+      `results were ${measured}.`;
+  }
+  return v.band === "uncertain"
+    ? `Results with a calibrated top probability below ${percent(threshold)} (${chosen}) are marked uncertain: they ` +
+      `were ${measured}.`
+    : `Results with a calibrated top probability of ${percent(threshold)} or more (${chosen}) were ${measured}.`;
 }
 
 function accuracyText(entry) {
@@ -65,6 +99,7 @@ function accuracyText(entry) {
 
 /** One sentence: what this band's results were worth on the test split, and the rule behind it. */
 export function bandSentence(v, card) {
+  if (v.band && v.site) return siteBandSentence(v);
   const u = card.uncertainty;
   if (!v.band || !u) return "";
   const threshold = u.rule?.threshold;
@@ -81,12 +116,13 @@ export function bandSentence(v, card) {
 /** The live region's words for a shown result: the prediction and its band, or why there is none. */
 export function announcement(result, v, classes) {
   if (result.error) return `${result.name} could not be read: ${result.error}`;
-  if (v.withheld) return `${result.name}: ${v.withheld}, so no prediction is given.`;
+  const site = v.site ? ` ${siteSentence(v)}.` : "";
+  if (v.withheld) return `${result.name}: ${v.withheld}, so no prediction is given.${site}`;
   const p = result.probabilities;
   const unlike = v.unlike ? ` It is ${UNLIKE_TRAINING}.` : "";
   if (v.band === "uncertain") {
     return `${result.name}: uncertain, ${v.leading.map((i) => `${classes[i]} ${percent(p[i])}`).join(" or ")}.` +
-      unlike;
+      unlike + site;
   }
-  return `${result.name}: most likely ${v.topClass}, ${percent(p[v.topIndex])}${v.band ? `, ${v.band}` : ""}.`;
+  return `${result.name}: most likely ${v.topClass}, ${percent(p[v.topIndex])}${v.band ? `, ${v.band}` : ""}.` + site;
 }

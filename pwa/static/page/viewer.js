@@ -8,8 +8,9 @@
 //   the model's output anyway (for this file only: the next file starts withheld again).
 // - "shown": the prediction (or "uncertain" with the two leading classes), the band's measured accuracy,
 //   probabilities, heatmap.
+// A result calibrated by a site profile says so under the verdict (#site-note), in every state but "error".
 import { el, percent } from "./format.js";
-import { bandSentence } from "./verdict.js";
+import { bandSentence, siteSentence } from "./verdict.js";
 
 const SCALES = {
   weighted: {
@@ -55,6 +56,8 @@ export class Viewer {
     this.oodBox = $("#ood-box");
     this.oodReason = $("#ood-reason");
     this.unlikeNote = $("#unlike-note");
+    this.siteNote = $("#site-note");
+    this.probabilitiesCaption = $("#probabilities caption");
     this.revealButton = $("#reveal");
     this.error = $("#viewer-error");
     this.actions = $("#report-actions");
@@ -139,6 +142,13 @@ export class Viewer {
     this.oodBox.hidden = failed || !result.verdict?.withheld;
     this.oodReason.textContent = failed ? "" : result.verdict?.withheld ?? "";
     this.unlikeNote.hidden = failed || !result.verdict?.unlike;
+    const site = failed ? "" : siteSentence(result.verdict ?? {});
+    this.siteNote.hidden = !site;
+    this.siteNote.textContent = site ? `${site}: the probabilities, the class and the band come from this site's ` +
+      "calibration of the model." : "";
+    this.root.dataset.siteProfile = site ? result.verdict.site.summary : "";
+    this.probabilitiesCaption.textContent = site ? `Probabilities calibrated for ${result.verdict.site.site}`
+      : "Calibrated probabilities";
     this.revealButton.hidden = !withheld;
     this.figure.hidden = failed;
     this.details.hidden = failed || withheld;

@@ -71,13 +71,15 @@ export class Model {
     return new Model(session, file, card);
   }
 
-  /** One gray image {width, height, data} -> probabilities [3], cam [3*h*w], camShape [h, w], oodScore. */
+  /** One gray image {width, height, data} -> probabilities [3], logits [3], cam [3*h*w], camShape [h, w],
+   * oodScore. `logits` (before any temperature) is what a site profile calibrates (docs/site.md). */
   async run(image) {
     const input = new ort.Tensor("float32", image.data, [1, 1, image.height, image.width]);
     const out = await this.session.run({ [this.inputName]: input }, this.outputNames);
     try {
       const result = {
         probabilities: Array.from(out.probabilities.data),
+        logits: out.logits ? Array.from(out.logits.data) : null,
         cam: out.cam.data.slice(),
         camShape: out.cam.dims.slice(2).map(Number),
         oodScore: out.ood_score.data[0],

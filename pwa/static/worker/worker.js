@@ -5,6 +5,7 @@
 // {id, ok: true, result} or {id, ok: false, error}. Requests run in order, one at a time; `urgent` ones (the
 // viewer's) go to the front of the queue, and `cancel` drops the queued classifications (each answered
 // {cancelled: true}). A file that cannot be decoded is a result with `error`, not a failure.
+import { argmax, calibratedProbabilities } from "../shared/calibration.js";
 import { INFERNO, WASM_GZIP } from "../shared/contract.js";
 import { decode, DecodeError } from "./decode.js";
 import { hottestCell, lutFromHex } from "./heatmap.js";
@@ -88,7 +89,13 @@ const handlers = {
     return [status()];
   },
 
-  async classify({ file, name, display, scale }) {
+  // `calibration`: a site profile's {offsets, temperature}, checked by the page (site-profile.js). Applied here,
+  // before the class is chosen, so that the class, the hottest cell and the heatmap's weights all come from the
+  // calibrated probabilities, as runtime/predictor.py computes them with a profile. Without it: the model as it
+  // comes (site validation scores films so).
+  /** @param {{file: File, name: string, display: boolean, scale?: string,
+   *   calibration?: {offsets: number[], temperature: number} | null}} request */
+  async classify({ file, name, display, scale, calibration = null }) {
     const t0 = now();
     let image;
     try {
@@ -101,12 +108,18 @@ const handlers = {
     const out = await model.run(image);
     const t2 = now();
     const [h, w] = out.camShape;
-    const k = out.probabilities.indexOf(Math.max(...out.probabilities));
+    if (calibration && !out.logits) throw new Error("this model has no logits output: a site profile cannot apply");
+    const probabilities = calibration
+      ? calibratedProbabilities(out.logits, calibration.offsets, card.temperature, calibration.temperature)
+      : out.probabilities;
+    const k = argmax(probabilities);
     const result = {
       name,
       width: image.width,
       height: image.height,
-      probabilities: out.probabilities,
+      probabilities,
+      logits: out.logits,
+      calibrated: Boolean(calibration),
       predicted: k, // the model's argmax; whether it is shown as a diagnosis is the page's decision (verdict.js)
       topClass: card.classes[k],
       oodScore: out.oodScore,
@@ -128,7 +141,7 @@ const handlers = {
     if (display) {
       result.image = await grayBitmap(image);
       result.heat = await heatBitmap(out.cam, h, w, k, result.image.width, result.image.height, LUT, scale,
-        out.probabilities, scaledBox(result.cropBox, image.width, result.image.width));
+        probabilities, scaledBox(result.cropBox, image.width, result.image.width));
       transfer.push(result.image, result.heat);
       if (out.lungMask) {
         result.outline = await outlineBitmap(out.lungMask, out.lungMaskSize, result.image.width, result.image.height);
