@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests admitted at once per worker, beyond which 503 (0: twice the threads)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds for a whole request, upload included")
     parser.add_argument("--max-body-mb", type=float, default=64, help="request size limit in MiB (413 beyond)")
-    parser.add_argument("--max-files", type=int, default=16, help="files per batch request")
+    parser.add_argument("--max-files", type=int, default=32, help="files per batch request")
     parser.add_argument("--token", help=f"bearer token for /v1 (better: the {TOKEN_ENV} environment variable, "
                                         "which does not show in the process list)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",

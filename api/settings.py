@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     queue: int = 0  # requests admitted at once per worker (running or waiting); 0: twice the threads
     timeout_s: float = 30.0  # the whole request, upload included
     max_body: int = 64 * MiB
-    max_files: int = 16  # per batch request
+    max_files: int = 32  # per batch request (the body limit bounds the bytes; 20 films judge a site shift)
     max_pixels: int = MAX_PIXELS
     token: str | None = None  # given, or read from CXR_API_TOKEN (which does not show in the process list)
     cors_origins: tuple[str, ...] = ()

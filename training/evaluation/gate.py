@@ -43,15 +43,29 @@ def _pct(rate: dict) -> str:
     return f"{100 * rate['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def exact_interval(k: int, n: int) -> list[float]:
+    """The Clopper-Pearson 95% interval of k events in n images: where every image is refused (or none is
+    withheld) the patient bootstrap can only say [100, 100], this says how far from 100 the truth may still be."""
+    from scipy.stats import beta
+
+    lo = float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+    return [lo, hi]
+
+
 def rates_table(rows: list[dict]) -> str:
     """Markdown: chest films as 'withheld', everything else as 'refused'."""
     body = []
     for row in rows:
         film = row["expected"] == "frontal"
         reason = "" if film or "right_reason" not in row else f"{100 * row['right_reason']:.0f}%"
+        k = round(row["refused"]["value"] * row["n"])
+        lo, hi = exact_interval(k, row["n"])
         body.append([row["kind"], "chest film" if film else row["expected"].replace("_", " "), row["n"],
-                     row["patients"], ("withheld " if film else "refused ") + _pct(row["refused"]), reason])
-    return table(["kind", "should be", "images", "patients", "share (95% CI by patient)", "right reason"], body)
+                     row["patients"], ("withheld " if film else "refused ") + f"{k}: " + _pct(row["refused"]),
+                     f"[{100 * lo:.1f}, {100 * hi:.1f}]", reason])
+    return table(["kind", "should be", "images", "patients", "share (95% CI by patient)", "exact 95% CI by image",
+                  "right reason"], body)
 
 
 def _features(segmenter, items, augment_seed=None, desc="clean"):

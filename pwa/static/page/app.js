@@ -10,6 +10,7 @@ import { renderModelCard } from "./modelcard.js";
 import { renderReportSection, reportLines, reportPng } from "./report.js";
 import { ResultsTable } from "./results.js";
 import { calibrationOf, SiteView } from "./site-view.js";
+import { checkResults } from "./shift.js";
 import { registerServiceWorker, takeUpdatedFlag } from "./sw-register.js";
 import { announcement } from "./verdict.js";
 import { Viewer } from "./viewer.js";
@@ -125,6 +126,24 @@ async function classify(files) {
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   setStatus(`Done: ${files.length - failed} of ${files.length} file${files.length === 1 ? "" : "s"} classified` +
     `${failed ? `, ${failed} could not be read` : ""} (${seconds} s).`, failed ? "warn" : "info");
+  showShift(table.results);
+}
+
+/** The site-shift warning (shift.js, docs/site.md): do this batch's films, as one site's, differ from the films the
+ * model was validated on? Judged from `site_shift.min_films` films; said for every batch of two or more. */
+function showShift(results) {
+  const box = $("#site-shift");
+  const model = results.find((r) => r.model)?.model ?? state.card.default_model;
+  const verdict = checkResults(results, state.card, model);
+  box.hidden = results.length < 2;
+  Object.assign(box.dataset, { judged: String(verdict.judged), shifted: String(verdict.shifted),
+    pValue: verdict.p_value === null ? "" : String(verdict.p_value), n: String(verdict.n) });
+  box.classList.toggle("warn", verdict.shifted === true);
+  box.setAttribute("role", verdict.shifted ? "alert" : "status");
+  box.textContent = verdict.judged
+    ? `Site check, ${verdict.n} films: ${verdict.message} (p = ${Number(verdict.p_value).toPrecision(3)}, threshold ` +
+      `${verdict.alpha}).`
+    : `Site check: ${verdict.message}.`;
 }
 
 /** True when moving focus to a new result takes it from nowhere the user is working (the page itself, or the

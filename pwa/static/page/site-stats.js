@@ -63,7 +63,13 @@ export function classScores(probs, k) {
   });
 }
 
-/** The mean of the classes' one-vs-rest AUCs that are defined; NaN when none is. */
+/**
+ * The mean of the classes' one-vs-rest AUCs that are defined; NaN when none is.
+ * @param {number[]} y
+ * @param {number[][]} probs
+ * @param {ArrayLike<number> | null} [weight] each film's count (null: once)
+ * @param {{score: number[], order: number[]}[]} [scores] classScores(probs, K), when already known
+ */
 export function macroAuc(y, probs, weight = null, scores = classScores(probs, probs.length ? probs[0].length : 0)) {
   const aucs = scores.map(({ score, order }, c) => aucOrNan(score, y.map((label) => label === c), weight, order))
     .filter((auc) => !Number.isNaN(auc));
@@ -74,6 +80,11 @@ export function macroAuc(y, probs, weight = null, scores = classScores(probs, pr
  * core/metrics.py `classification_metrics`: accuracy, the confusion matrix (rows: true, columns: predicted) and
  * per class precision (PPV), recall (sensitivity), specificity, F1, one-vs-rest AUC and support; each film counted
  * `weight[i]` times (null: once).
+ * @param {number[]} y
+ * @param {number[][]} probs
+ * @param {string[]} classes
+ * @param {ArrayLike<number> | null} [weight]
+ * @param {{score: number[], order: number[]}[]} [scores] classScores(probs, K), when already known
  */
 export function classificationMetrics(y, probs, classes, weight = null, scores = classScores(probs, classes.length)) {
   const k = classes.length;
