@@ -15,12 +15,11 @@ export refuses to pair it with another one.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .files import load_kind, save_tensors
 
 # The kinds the gate tells apart; the first is the one that passes. The messages say what a user can do about it.
 REASONS = ("frontal", "inverted", "upside_down", "rotated", "not_frontal", "not_radiograph")
@@ -61,22 +60,13 @@ def gate_outputs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def save_gate(head: GateHead, path, *, threshold: float, segmenter_sha256: str, info: dict) -> None:
-    """Tensors and plain values only (loadable with weights_only=True); written atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": GATE_FORMAT, "kind": "chest-gate", "reasons": list(REASONS), "model": head.state_dict(),
-                "threshold": float(threshold), "segmenter_sha256": segmenter_sha256, "info": info}, tmp)
-    os.replace(tmp, path)
+    save_tensors({"format": GATE_FORMAT, "kind": "chest-gate", "reasons": list(REASONS), "model": head.state_dict(),
+                  "threshold": float(threshold), "segmenter_sha256": segmenter_sha256, "info": info}, path)
 
 
 def load_gate(path) -> tuple[GateHead, dict]:
     """(the head in eval mode, the rest of the file: threshold, reasons, segmenter_sha256, info)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"chest gate {path} not found (train one with `cxr gate-train`)")
-    value = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(value, dict) or value.get("kind") != "chest-gate":
-        raise ValueError(f"{path} is not a chest gate written by `cxr gate-train`")
+    value = load_kind(path, "chest-gate", "chest gate", "cxr gate-train")
     if tuple(value["reasons"]) != REASONS:
         raise ValueError(f"{path}: its reasons {value['reasons']} are not this version's {list(REASONS)}")
     head = GateHead()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .files import load_kind, save_tensors
 from .resample import box_grid, crop_to_box, resize
 
 LUNG_SIZE = 160
@@ -187,27 +188,13 @@ SEGMENTER_FORMAT = 1
 
 
 def save_segmenter(model: LungSegmenter, rules: LungRules, path, info: dict | None = None) -> None:
-    """Tensors and plain values only (loadable with weights_only=True); written atomically."""
-    import os
-    from pathlib import Path
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": SEGMENTER_FORMAT, "kind": "lung-segmenter", "size": model.size,
-                "model": model.state_dict(), "rules": rules.as_dict(), "info": info or {}}, tmp)
-    os.replace(tmp, path)
+    save_tensors({"format": SEGMENTER_FORMAT, "kind": "lung-segmenter", "size": model.size,
+                  "model": model.state_dict(), "rules": rules.as_dict(), "info": info or {}}, path)
 
 
 def load_segmenter(path) -> tuple[LungSegmenter, LungRules, dict]:
     """(segmenter in eval mode, its implausible-mask rules, what training recorded) from a `cxr lungs-train` file."""
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"lung segmenter {path} not found (train one with `cxr lungs-train`)")
-    value = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(value, dict) or value.get("kind") != "lung-segmenter":
-        raise ValueError(f"{path} is not a lung segmenter written by `cxr lungs-train`")
+    value = load_kind(path, "lung-segmenter", "lung segmenter", "cxr lungs-train")
     model = LungSegmenter(value["size"])
     model.load_state_dict(value["model"])
     return model.eval(), LungRules(**value["rules"]), value.get("info", {})
