@@ -80,6 +80,15 @@ def write_test_split(prepared: Path, out: Path, data_root: Path) -> None:
                                  "label": r["label"], "patient_id": r["patient_id"], "source": r["source"]})
 
 
+def _gate_line(gate: dict) -> str:
+    """The chest film check in one row: its file and what it refused in this export (docs/gate.md)."""
+    refused = ", ".join(f"{name.replace('_', ' ')} {r['refused']} of {r['n']}"
+                        for name, r in gate.get("refused_in_export", {}).items())
+    return (f"| chest film check | `{gate.get('file', 'gate.pt')}` (sha256 `{gate.get('sha256', '?')[:12]}`), "
+            f"threshold {gate['threshold']}; refused in this export: {refused}; measured: "
+            "models/chest-gate/report.md, gate-evaluation.md |")
+
+
 def _release_notes(card: dict, prov: dict) -> str:
     metrics = card["files"][card["default_model"]]["metrics_test"]["all"]
     ci = metrics["ci95"]["macro_auc"]
@@ -103,6 +112,7 @@ def _release_notes(card: dict, prov: dict) -> str:
               f"| internal test split | macro AUC {metrics['macro_auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}], accuracy "
               f"{metrics['accuracy']:.3f} on {metrics['n']} images |",
               *[f"| unseen source | {text} |" for text in card.get("external", {}).get("summary", [])],
+              *([_gate_line(card["gate"])] if card.get("gate") else []),
              "| leave-one-source-out | the recipe's choice, fold by fold, with the share of unseen hospitals' films "
              "sent to Pneumonia: docs/shortcuts.md, \"Normal from three hospitals\" |", "",
               "## Terms", "", card["terms"], "",

@@ -65,7 +65,9 @@ class ExportModel(nn.Module):
         if self.lungs is None:
             x = self.preprocess(image)
         else:
-            logits, bottom = self.lungs.segmenter.with_bottom(image)  # one pass serves the lungs and the gate
+            # One pass serves the lungs and the gate (which reads the segmenter's bottom).
+            logits, bottom = (self.lungs.segmenter.with_bottom(image) if self.gate is not None
+                              else (self.lungs.segmenter(image), None))
             mask = torch.sigmoid(logits)
             crop, _, box_pixels, fallback, box = self.lungs.place(image, mask)
             # With the lung crop, the crop is the classifier's image; otherwise the segmenter only looks.
