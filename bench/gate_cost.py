@@ -22,16 +22,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from runtime.session import open_session
+
 from .common import DEFAULT_MODEL, machine, print_table, save
 
 GATE_OUTPUTS = ("gate", "gate_reason")
-
-
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def without_gate(model: Path, card: dict, out: Path) -> Path:
@@ -56,7 +51,8 @@ def main(argv=None):
         plain_path = without_gate(gated_path, card, Path(tmp) / "without-gate.onnx")
         sizes = {name: (p.stat().st_size, len(gzip.compress(p.read_bytes(), 6)))
                  for name, p in (("with gate", gated_path), ("without gate", plain_path))}
-        sessions = {"with gate": session(gated_path, args.threads), "without gate": session(plain_path, args.threads)}
+        sessions = {"with gate": open_session(gated_path, args.threads),
+                    "without gate": open_session(plain_path, args.threads)}
         image = np.random.default_rng(0).uniform(0, 255, (1, 1, 1024, 1024)).astype(np.float32)
         times = {name: [] for name in sessions}
         for i in range(args.runs + 5):
