@@ -111,6 +111,21 @@ def heatmap(gray: np.ndarray, cams: np.ndarray, result: dict) -> tuple[np.ndarra
     return colorize(gray, values), list(hottest_point(cams[k], *gray.shape, box))
 
 
+def each_file(predictor: Predictor, files, *, progress: bool = False, desc: str = "predict"):
+    """(file, result, None) for each file that decodes, (file, None, the decoder's reason) for one that does not, in
+    order: the one loop that scores a list of files, where one unreadable file is reported and never stops the rest
+    (site validation, the site-shift and unseen-source measurements)."""
+    from core.progress import bar
+
+    for file in bar(files, enabled=progress, desc=desc, unit="film"):
+        try:
+            result, _, _ = predictor.predict_file(file)
+        except DecodeError as e:
+            yield file, None, e.reason
+            continue
+        yield file, result, None
+
+
 def predict_files(files: list[str], model: Path, heatmap_dir: Path | None = None, threads: int = 0,
                   site_profile: Path | None = None):
     """Yield one result dict per file, in order; errors are results too. `site_profile`: a profile file, checked

@@ -14,12 +14,10 @@ import numpy as np
 
 from core import metrics as stats
 from core.checksum import sha256_file
-from core.decode import DecodeError
 from core.jsonio import write_json
-from core.progress import bar
 
 from .bands import BANDS
-from .predictor import Predictor
+from .predictor import Predictor, each_file
 from .site_calibration import cross_validate
 from .site_data import Film, read_labelled_set
 from .site_profile import fit_profile, write_profile
@@ -33,11 +31,10 @@ def score_films(predictor, films: list[Film], progress: bool = True) -> tuple[li
     unlike_training; one entry per film that could not be decoded: file, label, reason). `predictor` must apply no
     site profile: this is the model as it comes."""
     scored, unreadable = [], []
-    for film in bar(films, enabled=progress, desc="validate", unit="film"):
-        try:
-            result, _, _ = predictor.predict_file(film.file)
-        except DecodeError as e:
-            unreadable.append({"file": film.file, "label": film.label, "reason": e.reason})
+    outcomes = each_file(predictor, [film.file for film in films], progress=progress, desc="validate")
+    for film, (_, result, reason) in zip(films, outcomes):
+        if reason is not None:
+            unreadable.append({"file": film.file, "label": film.label, "reason": reason})
             continue
         scored.append({"file": film.file, "label": film.label, "patient_id": film.patient_id,
                        "logits": result["logits"], "probabilities": list(result["probabilities"].values()),

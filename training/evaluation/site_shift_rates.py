@@ -33,9 +33,7 @@ import numpy as np
 
 from core.checksum import sha256_file
 from core.classes import CLASSES
-from core.decode import DecodeError
 from core.markdown import table
-from core.progress import bar
 from runtime import site_shift
 
 SIZES = (20, 30, 50)
@@ -59,12 +57,13 @@ def read_rows(path: Path, root: Path | None = None) -> list[dict]:
 def score_rows(predictor, rows: list[dict], progress: bool = True) -> tuple[list[dict], list[dict]]:
     """(each film scored once: its row with ood_score, logits, withheld, unlike_training; the films that could not
     be decoded, with the reason)."""
+    from runtime.predictor import each_file
+
     scored, unreadable = [], []
-    for row in bar(rows, enabled=progress, desc="score", unit="film"):
-        try:
-            result, _, _ = predictor.predict_file(row["file"])
-        except DecodeError as e:
-            unreadable.append({**row, "reason": e.reason})
+    for row, (_, result, reason) in zip(rows, each_file(predictor, [r["file"] for r in rows], progress=progress,
+                                                        desc="score")):
+        if reason is not None:
+            unreadable.append({**row, "reason": reason})
             continue
         scored.append({**row, "ood_score": result["ood_score"], "logits": result["logits"],
                        "withheld": result["class"] is None, "unlike_training": bool(result["unlike_training"])})
